@@ -1,0 +1,52 @@
+"""Pure helpers that build boolean attention masks (True = may attend).
+
+Shape letters: B batch, T query length, S key length.
+"""
+
+from keras import ops
+
+# Keras keeps masks as a tensor attribute on every backend; these accessors are
+# not exported under `keras.*` in Keras 3.15, so we use them from `keras.src`
+# (pinned in setup.cfg) rather than reimplement the per-backend storage.
+from keras.src.backend import get_keras_mask, set_keras_mask  # noqa: F401
+
+
+def causal_mask(query_length, key_length, start_index=0):
+    """Lower-triangular mask, shifted by `start_index` for cached decoding.
+
+    Query `t` sits at absolute position `start_index + t` and may attend to
+    key positions `s <= start_index + t`.
+
+    Returns:
+        Boolean tensor of shape (T, S).
+    """
+    query_positions = ops.arange(query_length)[:, None] + start_index  # (T, 1)
+    key_positions = ops.arange(key_length)[None, :]  # (1, S)
+    return ops.greater_equal(query_positions, key_positions)  # (T, S)
+
+
+def merge_masks(padding_mask=None, attention_mask=None, causal=None):
+    """ANDs a key padding mask, an explicit mask and a causal mask.
+
+    Args:
+        padding_mask: None or (B, S); False marks padded keys.
+        attention_mask: None or a mask broadcastable to (B, T, S).
+        causal: None or a (T, S) mask from `causal_mask`.
+
+    Returns:
+        None when all are None, else a boolean mask broadcastable to
+        (B, T, S).
+    """
+    masks = []
+    if padding_mask is not None:
+        masks.append(ops.cast(padding_mask, "bool")[:, None, :])  # (B, 1, S)
+    if attention_mask is not None:
+        masks.append(ops.cast(attention_mask, "bool"))
+    if causal is not None:
+        masks.append(causal)
+    if not masks:
+        return None
+    mask = masks[0]
+    for other in masks[1:]:
+        mask = ops.logical_and(mask, other)
+    return mask

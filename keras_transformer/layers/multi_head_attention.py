@@ -1,0 +1,271 @@
+import keras
+from keras import ops
+
+from keras_transformer.layers.masks import causal_mask, merge_masks
+from keras_transformer.layers.validation import (
+    check_positive_int,
+    check_rank,
+    check_rate,
+)
+
+
+def scaled_dot_product_attention(query, key, value, mask=None, dropout=None, training=None):
+    """softmax(Q K^T / sqrt(Dh)) V over heads (sections 3.2.1 and 3.2.2).
+
+    Args:
+        query: (B, T, H, Dh).
+        key: (B, S, H, Dh).
+        value: (B, S, H, Dh).
+        mask: None or boolean, broadcastable to (B, T, S); True = may attend.
+        dropout: optional Dropout layer applied to the attention weights.
+        training: passed to `dropout`.
+
+    Returns:
+        (outputs (B, T, H, Dh), weights (B, H, T, S)). The softmax runs in
+        float32 and masked scores are set to a large finite negative number,
+        so a fully masked row gives uniform weights instead of NaN, under
+        float16 and bfloat16 too.
+    """
+    head_dim = ops.shape(query)[-1]
+    query = query * ops.cast(ops.rsqrt(ops.cast(head_dim, "float32")), query.dtype)
+    scores = ops.einsum("bthd,bshd->bhts", query, key)  # (B, H, T, S)
+    scores = ops.cast(scores, "float32")
+    if mask is not None:
+        mask = ops.expand_dims(mask, axis=-3)  # (B, 1, T, S)
+        scores = ops.where(mask, scores, -1e9)
+    weights = ops.cast(ops.softmax(scores, axis=-1), value.dtype)  # (B, H, T, S)
+    if dropout is not None:
+        weights = dropout(weights, training=training)
+    outputs = ops.einsum("bhts,bshd->bthd", weights, value)  # (B, T, H, Dh)
+    return outputs, weights
+
+
+@keras.saving.register_keras_serializable(package="keras_transformer")
+class MultiHeadAttention(keras.layers.Layer):
+    """Multi-head scaled dot-product attention with a key/value cache.
+
+    Projects queries, keys and values to H heads of size Dh, attends within
+    each head, and projects the concatenated heads back (section 3.2.2).
+
+    Masks are boolean, True = may attend. The padding masks of `value` and
+    `key` (Keras masks, or `value_mask` / `key_mask`), `attention_mask` and
+    the causal mask (`use_causal_mask=True`) are combined with AND.
+
+    Caches. A cache holds the projected keys and values of one layer as one
+    tensor of shape (B, 2, L, H, Dh): `cache[:, 0]` are the keys and
+    `cache[:, 1]` the values of L positions.
+    - Self-attention while decoding: pass a fixed-length buffer (zeros from
+      `init_cache(batch_size, max_length)`) and `cache_update_index`, the
+      position of the first query. The keys and values of the T new queries
+      are written into the buffer at that index (`ops.slice_update`), and the
+      queries attend causally to positions `<= cache_update_index + t`, so the
+      unwritten tail of the buffer is never seen.
+    - Cross-attention while decoding: compute the cache once per source with
+      `compute_cache(value)` and pass it without `cache_update_index`; `value`
+      and `key` may then be None and are not projected again.
+    With a cache the layer returns `(outputs, cache)`, the updated cache for
+    self-attention and the same cache for cross-attention.
+
+    Args:
+        num_heads: H.
+        key_dim: Dh, the size of each head for queries and keys.
+        value_dim: size of each head for values; defaults to `key_dim`.
+        dropout: dropout rate on the attention weights.
+        use_bias: whether the projections have biases.
+        output_dim: size of the output; defaults to the query's last dim.
+        kernel_initializer, bias_initializer: for all projections.
+
+    Call arguments:
+        query: (B, T, Dq).
+        value: (B, S, Dv), or None with a cross-attention cache.
+        key: (B, S, Dk); defaults to `value`.
+        value_mask, key_mask: optional (B, S) padding masks; filled in from
+            Keras masks when not given.
+        attention_mask: optional boolean mask broadcastable to (B, T, S).
+        use_causal_mask: add a causal mask (a decoder's self-attention).
+        return_attention_scores: also return the (B, H, T, S) weights.
+        training: enables dropout.
+        cache: optional (B, 2, L, H, Dh) cache, see above.
+        cache_update_index: int or scalar tensor, see above.
+
+    Returns:
+        (B, T, output_dim) outputs; `(outputs, weights)` with
+        `return_attention_scores=True`; `(outputs, cache)` with a cache.
+
+    Example:
+    >>> layer = MultiHeadAttention(num_heads=2, key_dim=4)
+    >>> x = keras.ops.ones((1, 3, 8))
+    >>> layer(x, x, use_causal_mask=True).shape
+    (1, 3, 8)
+
+    Reference:
+        Vaswani et al., 2017, sections 3.2.1 and 3.2.2.
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        key_dim,
+        value_dim=None,
+        dropout=0.0,
+        use_bias=True,
+        output_dim=None,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        check_positive_int("num_heads", num_heads)
+        check_positive_int("key_dim", key_dim)
+        if value_dim is not None:
+            check_positive_int("value_dim", value_dim)
+        if output_dim is not None:
+            check_positive_int("output_dim", output_dim)
+        check_rate("dropout", dropout)
+        self.num_heads = num_heads
+        self.key_dim = key_dim
+        self.value_dim = value_dim or key_dim
+        self.dropout = dropout
+        self.use_bias = use_bias
+        self.output_dim = output_dim
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.supports_masking = True
+
+    def _dense(self, units, name):
+        return keras.layers.Dense(
+            units,
+            use_bias=self.use_bias,
+            kernel_initializer=self.kernel_initializer,
+            bias_initializer=self.bias_initializer,
+            dtype=self.dtype_policy,
+            name=name,
+        )
+
+    def build(self, query_shape, value_shape=None, key_shape=None):
+        name = type(self).__name__
+        check_rank(name, "query", query_shape, 3)
+        value_shape = query_shape if value_shape is None else value_shape
+        key_shape = value_shape if key_shape is None else key_shape
+        check_rank(name, "value", value_shape, 3)
+        check_rank(name, "key", key_shape, 3)
+        output_dim = self.output_dim or query_shape[-1]
+        self.query_dense = self._dense(self.num_heads * self.key_dim, "query")
+        self.query_dense.build(query_shape)
+        self.key_dense = self._dense(self.num_heads * self.key_dim, "key")
+        self.key_dense.build(key_shape)
+        self.value_dense = self._dense(self.num_heads * self.value_dim, "value")
+        self.value_dense.build(value_shape)
+        self.output_dense = self._dense(output_dim, "attention_output")
+        self.output_dense.build(tuple(query_shape[:-1]) + (self.num_heads * self.value_dim,))
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+
+    def _split_heads(self, x, head_dim):
+        batch_size, length = ops.shape(x)[0], ops.shape(x)[1]
+        return ops.reshape(x, (batch_size, length, self.num_heads, head_dim))  # (B, T, H, Dh)
+
+    def compute_cache(self, value, key=None):
+        """Projects keys and values once: a (B, 2, S, H, Dh) cross-attention cache."""
+        key = value if key is None else key
+        keys = self._split_heads(self.key_dense(key), self.key_dim)  # (B, S, H, Dh)
+        values = self._split_heads(self.value_dense(value), self.value_dim)  # (B, S, H, Dh)
+        return ops.stack([keys, values], axis=1)  # (B, 2, S, H, Dh)
+
+    def init_cache(self, batch_size, max_length):
+        """An empty (B, 2, max_length, H, Dh) self-attention cache of zeros."""
+        if self.key_dim != self.value_dim:
+            raise ValueError(
+                "A key/value cache needs `key_dim == value_dim`, received "
+                f"key_dim={self.key_dim} and value_dim={self.value_dim}."
+            )
+        shape = (batch_size, 2, max_length, self.num_heads, self.key_dim)
+        return ops.zeros(shape, dtype=self.compute_dtype)
+
+    def call(
+        self,
+        query,
+        value=None,
+        key=None,
+        value_mask=None,
+        key_mask=None,
+        attention_mask=None,
+        use_causal_mask=False,
+        return_attention_scores=False,
+        training=None,
+        cache=None,
+        cache_update_index=None,
+    ):
+        if cache is not None and return_attention_scores:
+            raise ValueError(
+                "`return_attention_scores=True` cannot be combined with a "
+                "`cache`; run the layer without a cache to read the weights."
+            )
+        if value is None and (cache is None or cache_update_index is not None):
+            raise ValueError(
+                "`value` is required unless a cross-attention `cache` is "
+                "passed (a cache without `cache_update_index`)."
+            )
+        queries = self._split_heads(self.query_dense(query), self.key_dim)  # (B, T, H, Dh)
+        if cache is not None and cache_update_index is None:
+            keys, values = cache[:, 0], cache[:, 1]  # (B, S, H, Dh)
+        else:
+            new_cache = self.compute_cache(value, key)  # (B, 2, T, H, Dh)
+            if cache is not None:
+                cache = ops.slice_update(cache, (0, 0, cache_update_index, 0, 0), new_cache)
+                new_cache = cache  # (B, 2, L, H, Dh)
+            keys, values = new_cache[:, 0], new_cache[:, 1]  # (B, S, H, Dh)
+
+        causal = None
+        if use_causal_mask or cache_update_index is not None:
+            start = 0 if cache_update_index is None else cache_update_index
+            causal = causal_mask(ops.shape(queries)[1], ops.shape(keys)[1], start)
+        padding_mask = key_mask if key_mask is not None else value_mask
+        mask = merge_masks(padding_mask, attention_mask, causal)  # (B, T, S)
+
+        outputs, weights = scaled_dot_product_attention(
+            queries, keys, values, mask, self.dropout_layer, training
+        )
+        batch_size, length = ops.shape(outputs)[0], ops.shape(outputs)[1]
+        outputs = ops.reshape(outputs, (batch_size, length, self.num_heads * self.value_dim))
+        outputs = self.output_dense(outputs)  # (B, T, D)
+        if cache is not None:
+            return outputs, cache
+        if return_attention_scores:
+            return outputs, weights
+        return outputs
+
+    def compute_output_spec(
+        self,
+        query,
+        value=None,
+        key=None,
+        return_attention_scores=False,
+        cache=None,
+        cache_update_index=None,
+        **kwargs,
+    ):
+        output_dim = self.output_dim or query.shape[-1]
+        outputs = keras.KerasTensor(query.shape[:-1] + (output_dim,), self.compute_dtype)
+        if cache is not None:
+            return outputs, keras.KerasTensor(cache.shape, cache.dtype)
+        if return_attention_scores:
+            key_length = (value if value is not None else query).shape[1]
+            shape = (query.shape[0], self.num_heads, query.shape[1], key_length)
+            return outputs, keras.KerasTensor(shape, self.compute_dtype)
+        return outputs
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "key_dim": self.key_dim,
+                "value_dim": self.value_dim,
+                "dropout": self.dropout,
+                "use_bias": self.use_bias,
+                "output_dim": self.output_dim,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            }
+        )
+        return config

@@ -1,0 +1,66 @@
+import keras
+from keras import ops
+
+from keras_transformer.layers.masks import set_keras_mask
+
+
+@keras.saving.register_keras_serializable(package="keras_transformer")
+class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
+    """Token cross-entropy from logits with label smoothing, ignoring padding.
+
+    With smoothing eps the target distribution is `1 - eps` on the label plus
+    `eps / V` spread over the V classes (section 5.4, eps = 0.1). Labels equal
+    to `padding_id` (0) get no loss, and the mean is taken over the other
+    tokens only.
+
+    Args:
+        label_smoothing: eps in [0, 1).
+        padding_id: the label id to ignore.
+
+    Call arguments:
+        y_true: int (B, T) labels.
+        y_pred: float (B, T, V) logits.
+
+    Returns:
+        The mean loss over non-padding tokens (a scalar).
+
+    Example:
+    >>> loss = MaskedSparseCategoricalCrossentropy(label_smoothing=0.0)
+    >>> float(loss(keras.ops.array([[1, 0]]), keras.ops.zeros((1, 2, 4))))  # log 4
+    1.3862943649291992
+
+    Reference:
+        Vaswani et al., 2017, section 5.4 (label smoothing); Szegedy et al.,
+        2016 (label smoothing).
+    """
+
+    def __init__(self, label_smoothing=0.1, padding_id=0, name="masked_sparse_categorical_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(
+                f"`label_smoothing` must be in [0, 1). Received: {label_smoothing!r}"
+            )
+        self.label_smoothing = label_smoothing
+        self.padding_id = padding_id
+
+    def call(self, y_true, y_pred):
+        labels = ops.cast(y_true, "int32")  # (B, T)
+        if len(labels.shape) != len(y_pred.shape) - 1:
+            raise ValueError(
+                "Expected integer labels of shape (batch, length) and logits of "
+                f"shape (batch, length, vocabulary). Received labels of shape "
+                f"{labels.shape} and logits of shape {y_pred.shape}."
+            )
+        log_probs = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)  # (B, T, V)
+        nll = -ops.squeeze(ops.take_along_axis(log_probs, labels[..., None], axis=-1), -1)
+        smooth = -ops.mean(log_probs, axis=-1)  # (B, T)
+        losses = (1.0 - self.label_smoothing) * nll + self.label_smoothing * smooth
+        mask = ops.not_equal(labels, self.padding_id)
+        losses = ops.where(mask, losses, 0.0)
+        set_keras_mask(losses, mask)
+        return losses
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"label_smoothing": self.label_smoothing, "padding_id": self.padding_id})
+        return config

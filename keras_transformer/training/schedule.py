@@ -1,0 +1,47 @@
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_transformer")
+class TransformerSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """The learning rate of section 5.3: linear warm-up, then 1/sqrt(step).
+
+    `lrate = scale * hidden_dim^-0.5 * min(step^-0.5, step * warmup_steps^-1.5)`
+    with `step` counted from 1.
+
+    Args:
+        hidden_dim: D, the model size (512 in the base model).
+        warmup_steps: 4000 in the paper.
+        scale: a constant factor (1.0 in the paper).
+
+    Example:
+    >>> schedule = TransformerSchedule(hidden_dim=512)
+    >>> round(float(schedule(3999)), 6)  # the peak, at step 4000
+    0.000699
+
+    Reference:
+        Vaswani et al., 2017, section 5.3.
+    """
+
+    def __init__(self, hidden_dim, warmup_steps=4000, scale=1.0):
+        for name, value in (("hidden_dim", hidden_dim), ("warmup_steps", warmup_steps)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer. Received: {value!r}")
+        if not scale > 0:
+            raise ValueError(f"`scale` must be positive. Received: {scale!r}")
+        self.hidden_dim = hidden_dim
+        self.warmup_steps = warmup_steps
+        self.scale = scale
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32") + 1.0
+        warmup = ops.cast(self.warmup_steps, "float32")
+        rate = ops.minimum(ops.rsqrt(step), step * warmup**-1.5)
+        return self.scale * self.hidden_dim**-0.5 * rate
+
+    def get_config(self):
+        return {
+            "hidden_dim": self.hidden_dim,
+            "warmup_steps": self.warmup_steps,
+            "scale": self.scale,
+        }
