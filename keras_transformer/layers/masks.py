@@ -1,7 +1,9 @@
 """Pure helpers that build boolean attention masks (True = may attend).
 
-Shape letters: B batch, T query length, S key length.
+Shape letters: B batch, T query length, S key length, L cache length.
 """
+
+import functools
 
 from keras import ops
 
@@ -23,6 +25,28 @@ def causal_mask(query_length, key_length, start_index=0):
     query_positions = ops.arange(query_length)[:, None] + start_index  # (T, 1)
     key_positions = ops.arange(key_length)[None, :]  # (1, S)
     return ops.greater_equal(query_positions, key_positions)  # (T, S)
+
+
+def merge_padding_masks(*padding_masks):
+    """ANDs (B, S) key padding masks, skipping None; None when all are None."""
+    masks = [ops.cast(mask, "bool") for mask in padding_masks if mask is not None]
+    return functools.reduce(ops.logical_and, masks) if masks else None
+
+
+def cache_padding_mask(padding_mask, cache_length, cache_update_index):
+    """Widens the padding mask of new self-attention cache entries to the cache.
+
+    `padding_mask` (B, T) covers the T entries written at `cache_update_index`;
+    the other entries count as real. The cache keeps no padding of earlier
+    steps, so cached decoding supports right padding (no real token after a
+    padded one); entries after the update are hidden by the causal mask.
+
+    Returns:
+        Boolean tensor of shape (B, L).
+    """
+    padding_mask = ops.cast(padding_mask, "bool")
+    all_real = ops.ones((ops.shape(padding_mask)[0], cache_length), "bool")  # (B, L)
+    return ops.slice_update(all_real, (0, cache_update_index), padding_mask)
 
 
 def merge_masks(padding_mask=None, attention_mask=None, causal=None):

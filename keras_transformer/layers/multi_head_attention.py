@@ -1,7 +1,12 @@
 import keras
 from keras import ops
 
-from keras_transformer.layers.masks import causal_mask, merge_masks
+from keras_transformer.layers.masks import (
+    cache_padding_mask,
+    causal_mask,
+    merge_masks,
+    merge_padding_masks,
+)
 from keras_transformer.layers.validation import (
     check_positive_int,
     check_rank,
@@ -40,6 +45,20 @@ def scaled_dot_product_attention(query, key, value, mask=None, dropout=None, tra
     return outputs, weights
 
 
+def _check_call_arguments(value, return_attention_scores, cache, cache_update_index):
+    """Raises ValueError for argument combinations `MultiHeadAttention` cannot serve."""
+    if cache is not None and return_attention_scores:
+        raise ValueError(
+            "`return_attention_scores=True` cannot be combined with a "
+            "`cache`; run the layer without a cache to read the weights."
+        )
+    if value is None and (cache is None or cache_update_index is not None):
+        raise ValueError(
+            "`value` is required unless a cross-attention `cache` is "
+            "passed (a cache without `cache_update_index`)."
+        )
+
+
 @keras.saving.register_keras_serializable(package="keras_transformer")
 class MultiHeadAttention(keras.layers.Layer):
     """Multi-head scaled dot-product attention with a key/value cache.
@@ -49,7 +68,9 @@ class MultiHeadAttention(keras.layers.Layer):
 
     Masks are boolean, True = may attend. The padding masks of `value` and
     `key` (Keras masks, or `value_mask` / `key_mask`), `attention_mask` and
-    the causal mask (`use_causal_mask=True`) are combined with AND.
+    the causal mask (`use_causal_mask=True`) are combined with AND. With a
+    self-attention cache the padding masks cover the T new entries; the
+    other cache entries count as real (see `cache_padding_mask`).
 
     Caches. A cache holds the projected keys and values of one layer as one
     tensor of shape (B, 2, L, H, Dh): `cache[:, 0]` are the keys and
@@ -164,20 +185,27 @@ class MultiHeadAttention(keras.layers.Layer):
         batch_size, length = ops.shape(x)[0], ops.shape(x)[1]
         return ops.reshape(x, (batch_size, length, self.num_heads, head_dim))  # (B, T, H, Dh)
 
-    def compute_cache(self, value, key=None):
-        """Projects keys and values once: a (B, 2, S, H, Dh) cross-attention cache."""
+    def _project_keys_and_values(self, value, key=None):
         key = value if key is None else key
         keys = self._split_heads(self.key_dense(key), self.key_dim)  # (B, S, H, Dh)
-        values = self._split_heads(self.value_dense(value), self.value_dim)  # (B, S, H, Dh)
-        return ops.stack([keys, values], axis=1)  # (B, 2, S, H, Dh)
+        values = self._split_heads(self.value_dense(value), self.value_dim)  # (B, S, H, Dv)
+        return keys, values
 
-    def init_cache(self, batch_size, max_length):
-        """An empty (B, 2, max_length, H, Dh) self-attention cache of zeros."""
+    def _check_cache_layout(self):
         if self.key_dim != self.value_dim:
             raise ValueError(
                 "A key/value cache needs `key_dim == value_dim`, received "
                 f"key_dim={self.key_dim} and value_dim={self.value_dim}."
             )
+
+    def compute_cache(self, value, key=None):
+        """Projects keys and values once: a (B, 2, S, H, Dh) cross-attention cache."""
+        self._check_cache_layout()
+        return ops.stack(self._project_keys_and_values(value, key), axis=1)  # (B, 2, S, H, Dh)
+
+    def init_cache(self, batch_size, max_length):
+        """An empty (B, 2, max_length, H, Dh) self-attention cache of zeros."""
+        self._check_cache_layout()
         shape = (batch_size, 2, max_length, self.num_heads, self.key_dim)
         return ops.zeros(shape, dtype=self.compute_dtype)
 
@@ -195,31 +223,24 @@ class MultiHeadAttention(keras.layers.Layer):
         cache=None,
         cache_update_index=None,
     ):
-        if cache is not None and return_attention_scores:
-            raise ValueError(
-                "`return_attention_scores=True` cannot be combined with a "
-                "`cache`; run the layer without a cache to read the weights."
-            )
-        if value is None and (cache is None or cache_update_index is not None):
-            raise ValueError(
-                "`value` is required unless a cross-attention `cache` is "
-                "passed (a cache without `cache_update_index`)."
-            )
+        _check_call_arguments(value, return_attention_scores, cache, cache_update_index)
         queries = self._split_heads(self.query_dense(query), self.key_dim)  # (B, T, H, Dh)
         if cache is not None and cache_update_index is None:
             keys, values = cache[:, 0], cache[:, 1]  # (B, S, H, Dh)
         else:
-            new_cache = self.compute_cache(value, key)  # (B, 2, T, H, Dh)
+            keys, values = self._project_keys_and_values(value, key)  # (B, S, H, Dh)
             if cache is not None:
-                cache = ops.slice_update(cache, (0, 0, cache_update_index, 0, 0), new_cache)
-                new_cache = cache  # (B, 2, L, H, Dh)
-            keys, values = new_cache[:, 0], new_cache[:, 1]  # (B, S, H, Dh)
+                update = ops.stack([keys, values], axis=1)  # (B, 2, T, H, Dh)
+                cache = ops.slice_update(cache, (0, 0, cache_update_index, 0, 0), update)
+                keys, values = cache[:, 0], cache[:, 1]  # (B, L, H, Dh)
 
         causal = None
         if use_causal_mask or cache_update_index is not None:
             start = 0 if cache_update_index is None else cache_update_index
             causal = causal_mask(ops.shape(queries)[1], ops.shape(keys)[1], start)
-        padding_mask = key_mask if key_mask is not None else value_mask
+        padding_mask = merge_padding_masks(value_mask, key_mask)  # (B, S)
+        if padding_mask is not None and cache_update_index is not None:
+            padding_mask = cache_padding_mask(padding_mask, ops.shape(keys)[1], cache_update_index)
         mask = merge_masks(padding_mask, attention_mask, causal)  # (B, T, S)
 
         outputs, weights = scaled_dot_product_attention(

@@ -82,6 +82,10 @@ def build_seq2seq_transformer(
     Reference:
         Vaswani et al., 2017, section 3 and table 3.
     """
+    if num_encoder_layers is None:
+        num_encoder_layers = num_layers
+    if num_decoder_layers is None:
+        num_decoder_layers = num_layers
     for arg_name, value in (
         ("source_vocabulary_size", source_vocabulary_size),
         ("target_vocabulary_size", target_vocabulary_size),
@@ -90,8 +94,8 @@ def build_seq2seq_transformer(
         ("num_heads", num_heads),
         ("intermediate_dim", intermediate_dim),
         ("max_sequence_length", max_sequence_length),
-        ("num_encoder_layers", num_encoder_layers or num_layers),
-        ("num_decoder_layers", num_decoder_layers or num_layers),
+        ("num_encoder_layers", num_encoder_layers),
+        ("num_decoder_layers", num_decoder_layers),
     ):
         check_positive_int(arg_name, value)
     check_rate("dropout", dropout)
@@ -123,7 +127,7 @@ def build_seq2seq_transformer(
     )(encoder_token_ids)  # (B, S, D), masked
     x = keras.layers.Dropout(dropout, name="encoder_embedding_dropout")(x)
     encoder_outputs = TransformerEncoder(
-        num_encoder_layers or num_layers, name="encoder", **block_kwargs
+        num_encoder_layers, name="encoder", **block_kwargs
     )(x)  # (B, S, D)
 
     decoder_embedding = TokenAndPositionEmbedding(
@@ -131,7 +135,7 @@ def build_seq2seq_transformer(
     )
     y = decoder_embedding(decoder_token_ids)  # (B, T, D), masked
     y = keras.layers.Dropout(dropout, name="decoder_embedding_dropout")(y)
-    y = TransformerDecoder(num_decoder_layers or num_layers, name="decoder", **block_kwargs)(
+    y = TransformerDecoder(num_decoder_layers, name="decoder", **block_kwargs)(
         y, encoder_outputs
     )  # (B, T, D)
 

@@ -1,0 +1,257 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_transformer.layers import TokenAndPositionEmbedding, TransformerDecoderBlock
+from keras_transformer.layers.masks import get_keras_mask, set_keras_mask
+
+B, T, S, D, DE = 2, 5, 7, 8, 12
+DECODER_LENGTHS, ENCODER_LENGTHS = [5, 3], [7, 4]
+
+
+def to_numpy(x):
+    return keras.ops.convert_to_numpy(keras.ops.cast(x, "float32"))
+
+
+def padding(lengths, length):
+    return np.arange(length)[None, :] < np.asarray(lengths)[:, None]  # (B, S)
+
+
+def masked(x, mask):
+    """`x` as a tensor carrying the Keras mask `mask`."""
+    x = keras.ops.convert_to_tensor(x)
+    set_keras_mask(x, keras.ops.convert_to_tensor(mask))
+    return x
+
+
+def make_block(**kwargs):
+    block = TransformerDecoderBlock(num_heads=2, intermediate_dim=16, dropout=0.0, **kwargs)
+    block.build((None, None, D), (None, None, DE))
+    return block
+
+
+@pytest.fixture
+def decoder_sequence(rng):
+    return rng.normal(size=(B, T, D)).astype("float32")
+
+
+@pytest.fixture
+def encoder_sequence(rng):
+    return rng.normal(size=(B, S, DE)).astype("float32")
+
+
+@pytest.mark.parametrize("normalize_first", [False, True])
+def test_wires_residuals_and_norms_as_in_the_paper(decoder_sequence, encoder_sequence,
+                                                   normalize_first):
+    block = make_block(normalize_first=normalize_first, bias_initializer="random_normal")
+    decoder_mask, encoder_mask = padding(DECODER_LENGTHS, T), padding(ENCODER_LENGTHS, S)
+    outputs = to_numpy(block(decoder_sequence, encoder_sequence, decoder_padding_mask=decoder_mask,
+                             encoder_padding_mask=encoder_mask))
+
+    def self_attention(y):
+        return block.self_attention(y, y, value_mask=decoder_mask, use_causal_mask=True)
+
+    def cross_attention(y):
+        return block.cross_attention(y, encoder_sequence, value_mask=encoder_mask)
+
+    x = decoder_sequence
+    if normalize_first:  # x + Sublayer(LayerNorm(x))
+        x = x + self_attention(block.self_attention_norm(x))
+        x = x + cross_attention(block.cross_attention_norm(x))
+        expected = x + block.feed_forward(block.feed_forward_norm(x))
+    else:  # LayerNorm(x + Sublayer(x))
+        x = block.self_attention_norm(x + self_attention(x))
+        x = block.cross_attention_norm(x + cross_attention(x))
+        expected = block.feed_forward_norm(x + block.feed_forward(x))
+    np.testing.assert_allclose(outputs, to_numpy(expected), atol=1e-5)
+
+
+def test_is_causal(decoder_sequence, encoder_sequence, rng):
+    block = make_block()
+    before = to_numpy(block(decoder_sequence, encoder_sequence))
+    for position in range(1, T):
+        changed = decoder_sequence.copy()
+        changed[:, position:] = rng.normal(size=(B, T - position, D))
+        after = to_numpy(block(changed, encoder_sequence))
+        np.testing.assert_allclose(after[:, :position], before[:, :position], atol=1e-6)
+        assert not np.allclose(after[:, position], before[:, position])
+
+
+@pytest.mark.parametrize("normalize_first", [False, True])
+def test_masked_encoder_outputs_are_not_attended(decoder_sequence, encoder_sequence, rng,
+                                                 normalize_first):
+    block = make_block(normalize_first=normalize_first)
+    encoder_mask = padding(ENCODER_LENGTHS, S)
+    changed = np.where(encoder_mask[..., None], encoder_sequence,
+                       rng.normal(size=encoder_sequence.shape)).astype("float32")
+    before = to_numpy(block(decoder_sequence, encoder_sequence, encoder_padding_mask=encoder_mask))
+    explicit = to_numpy(block(decoder_sequence, changed, encoder_padding_mask=encoder_mask))
+    keras_mask = to_numpy(block(decoder_sequence, masked(changed, encoder_mask)))
+    np.testing.assert_allclose(explicit, before, atol=1e-6)
+    np.testing.assert_allclose(keras_mask, before, atol=1e-6)
+    assert not np.allclose(to_numpy(block(decoder_sequence, changed))[1], before[1], atol=1e-3)
+
+
+def test_reads_keras_masks_when_no_padding_masks_are_passed(decoder_sequence, encoder_sequence):
+    block = make_block()
+    decoder_mask, encoder_mask = padding(DECODER_LENGTHS, T), padding(ENCODER_LENGTHS, S)
+    from_keras_masks = block(masked(decoder_sequence, decoder_mask),
+                             masked(encoder_sequence, encoder_mask))
+    explicit = block(decoder_sequence, encoder_sequence, decoder_padding_mask=decoder_mask,
+                     encoder_padding_mask=encoder_mask)
+    np.testing.assert_array_equal(to_numpy(from_keras_masks), to_numpy(explicit))
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(get_keras_mask(from_keras_masks)), decoder_mask
+    )
+
+
+# --- key/value caches --------------------------------------------------------
+
+
+def cached_loop(block, decoder_sequence, encoder_sequence=None, encoder_mask=None,
+                cross_attention_cache=None, max_length=T, decoder_mask=None):
+    cache = block.init_self_attention_cache(B, max_length)
+    assert cache.shape == (B, 2, max_length, 2, D // 2)
+    steps = []
+    for index in range(T):
+        step_mask = None if decoder_mask is None else decoder_mask[:, index : index + 1]
+        step, cache = block(
+            decoder_sequence[:, index : index + 1],
+            encoder_sequence,
+            decoder_padding_mask=step_mask,
+            encoder_padding_mask=encoder_mask,
+            self_attention_cache=cache,
+            self_attention_cache_update_index=index,
+            cross_attention_cache=cross_attention_cache,
+        )
+        steps.append(to_numpy(step))
+    return np.concatenate(steps, axis=1), cache
+
+
+@pytest.mark.parametrize("normalize_first", [False, True])
+def test_cached_loop_with_cross_attention_cache_equals_full_pass(
+    decoder_sequence, encoder_sequence, normalize_first
+):
+    block = make_block(normalize_first=normalize_first)
+    encoder_mask = padding(ENCODER_LENGTHS, S)
+    full = to_numpy(block(decoder_sequence, encoder_sequence, encoder_padding_mask=encoder_mask))
+    cross_attention_cache = block.compute_cross_attention_cache(encoder_sequence)
+    assert cross_attention_cache.shape == (B, 2, S, 2, D // 2)
+    steps, _ = cached_loop(block, decoder_sequence, encoder_mask=encoder_mask,
+                           cross_attention_cache=cross_attention_cache, max_length=T + 2)
+    np.testing.assert_allclose(steps, full, atol=1e-5)
+
+
+def test_cached_loop_with_encoder_sequence_and_padding_equals_full_pass(decoder_sequence,
+                                                                        encoder_sequence):
+    block = make_block()
+    decoder_mask, encoder_mask = padding(DECODER_LENGTHS, T), padding(ENCODER_LENGTHS, S)
+    full = to_numpy(block(masked(decoder_sequence, decoder_mask),
+                          masked(encoder_sequence, encoder_mask)))
+    steps, _ = cached_loop(block, decoder_sequence, masked(encoder_sequence, encoder_mask),
+                           decoder_mask=decoder_mask)
+    np.testing.assert_allclose(steps[decoder_mask], full[decoder_mask], atol=1e-5)
+
+
+def test_cached_loop_in_a_compiled_function(decoder_sequence, encoder_sequence):
+    block = make_block()
+    encoder_mask = padding(ENCODER_LENGTHS, S)
+    full = to_numpy(block(decoder_sequence, encoder_sequence, encoder_padding_mask=encoder_mask))
+
+    @tf.function
+    def step(token, cache, cross_cache, index):
+        return block(token, decoder_padding_mask=None, encoder_padding_mask=encoder_mask,
+                     self_attention_cache=cache, self_attention_cache_update_index=index,
+                     cross_attention_cache=cross_cache)
+
+    cross_attention_cache = block.compute_cross_attention_cache(encoder_sequence)
+    cache = block.init_self_attention_cache(B, T)
+    steps = []
+    for index in range(T):
+        output, cache = step(decoder_sequence[:, index : index + 1], cache,
+                             cross_attention_cache, tf.constant(index))
+        steps.append(to_numpy(output))
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
+
+
+def test_cross_attention_cache_equals_the_no_cache_path(decoder_sequence, encoder_sequence):
+    block = make_block()
+    encoder_mask = padding(ENCODER_LENGTHS, S)
+    expected = block(decoder_sequence, encoder_sequence, encoder_padding_mask=encoder_mask)
+    outputs = block(decoder_sequence, encoder_padding_mask=encoder_mask,
+                    cross_attention_cache=block.compute_cross_attention_cache(encoder_sequence))
+    np.testing.assert_allclose(to_numpy(outputs), to_numpy(expected), atol=1e-6)
+
+
+def test_needs_an_encoder_sequence_or_a_cross_attention_cache(decoder_sequence):
+    block = make_block()
+    with pytest.raises(ValueError, match="received neither"):
+        block(decoder_sequence)
+
+
+# --- configuration, serialization, mixed precision ----------------------------
+
+
+def test_rejects_hidden_size_not_divisible_by_heads():
+    with pytest.raises(ValueError, match="hidden size 9 and num_heads=2"):
+        TransformerDecoderBlock(num_heads=2, intermediate_dim=16)(
+            np.zeros((1, 3, 9), "float32"), np.zeros((1, 4, 9), "float32")
+        )
+
+
+def test_rejects_bad_configuration():
+    with pytest.raises(ValueError, match="dropout=-0.5"):
+        TransformerDecoderBlock(num_heads=2, intermediate_dim=16, dropout=-0.5)
+    with pytest.raises(ValueError, match="intermediate_dim=0"):
+        TransformerDecoderBlock(num_heads=2, intermediate_dim=0)
+
+
+def test_config_round_trip():
+    block = TransformerDecoderBlock(
+        num_heads=4, intermediate_dim=32, dropout=0.3, activation="gelu", normalize_first=True
+    )
+    restored = TransformerDecoderBlock.from_config(block.get_config())
+    assert restored.get_config() == block.get_config()
+
+
+def tiny_model(normalize_first=False):
+    source = keras.Input((None,), dtype="int32")
+    target = keras.Input((None,), dtype="int32")
+    encoded = TokenAndPositionEmbedding(20, 16, D)(source)
+    x = TokenAndPositionEmbedding(20, 16, D)(target)
+    x = TransformerDecoderBlock(num_heads=2, intermediate_dim=16,
+                                normalize_first=normalize_first)(x, encoded)
+    logits = keras.layers.Dense(20, dtype="float32")(x)
+    return keras.Model([source, target], logits, name="decoder_block")
+
+
+IDS = np.array([[3, 4, 5, 6, 0, 0], [0, 0, 0, 0, 0, 0], [7, 8, 9, 0, 0, 0]], "int32")
+
+
+@pytest.mark.parametrize("normalize_first", [False, True])
+def test_keras_file_round_trip(normalize_first, save_and_load):
+    model = tiny_model(normalize_first)
+    restored = save_and_load(model)
+    inputs = [IDS, IDS[:, ::-1]]
+    np.testing.assert_array_equal(to_numpy(restored(inputs)), to_numpy(model(inputs)))
+
+
+@pytest.mark.parametrize("dtype_policy", ["mixed_float16", "mixed_bfloat16"], indirect=True)
+def test_mixed_precision_forward_and_training_step(dtype_policy):
+    model = tiny_model()
+    block = model.get_layer(index=4)
+    assert isinstance(block, TransformerDecoderBlock)
+    assert block.compute_dtype == dtype_policy.removeprefix("mixed_")
+    assert np.isfinite(to_numpy(model([IDS, IDS]))).all()
+    model.compile(
+        optimizer="adam",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        run_eagerly=True,
+    )
+    before = [to_numpy(w).copy() for w in block.trainable_weights]
+    history = model.fit([IDS, IDS], IDS, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    after = [to_numpy(w) for w in block.trainable_weights]
+    assert all(np.isfinite(w).all() for w in after)
+    assert any(not np.allclose(a, b) for a, b in zip(after, before))
