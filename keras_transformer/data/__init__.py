@@ -1,0 +1,57 @@
+"""Translation data: corpus readers, WordPiece tokenizers and the `tf.data` pipeline."""
+
+from keras_transformer.data.generator import PAPER_EXAMPLE, default_splits, generate_pairs
+from keras_transformer.data.pipeline import (
+    DECODER_INPUT,
+    ENCODER_INPUT,
+    make_dataset,
+    padding_fraction,
+)
+from keras_transformer.data.readers import (
+    DataError,
+    load_corpus,
+    parse_direction,
+    read_parallel,
+    read_tatoeba,
+    split_pairs,
+)
+from keras_transformer.data.tokenizers import (
+    END_ID,
+    PAD_ID,
+    RESERVED_TOKENS,
+    START_ID,
+    UNK_ID,
+    build_tokenizer,
+    detokenize,
+    detokenize_to_strings,
+    load_vocabulary,
+    save_vocabulary,
+    train_wordpiece_vocabulary,
+)
+
+__all__ = [
+    "DECODER_INPUT",
+    "DataError",
+    "ENCODER_INPUT",
+    "END_ID",
+    "PAD_ID",
+    "PAPER_EXAMPLE",
+    "RESERVED_TOKENS",
+    "START_ID",
+    "UNK_ID",
+    "build_tokenizer",
+    "default_splits",
+    "detokenize",
+    "detokenize_to_strings",
+    "generate_pairs",
+    "load_corpus",
+    "load_vocabulary",
+    "make_dataset",
+    "padding_fraction",
+    "parse_direction",
+    "read_parallel",
+    "read_tatoeba",
+    "save_vocabulary",
+    "split_pairs",
+    "train_wordpiece_vocabulary",
+]

@@ -1,0 +1,261 @@
+"""WordPiece subword vocabularies and tokenizers, with readable detokenization.
+
+Tokenization and `detokenize_to_strings` are TensorFlow ops, so both can live in a
+`tf.data` pipeline and inside an exported SavedModel.
+
+Normalization, the same when training a vocabulary and when tokenizing:
+- case is kept by default (`lowercase=False`): the reference BLEU is cased, and a
+  lowercased model cannot recover case. `lowercase=True` shrinks the vocabulary
+  at the price of lowercased outputs.
+- accents are kept (`strip_accents=False`): French needs them ("a" and "à" differ).
+- text is split on whitespace and on every punctuation character, each
+  punctuation character being a token of its own: "l'homme" is "l", "'", "homme".
+"""
+
+import os
+import tempfile
+
+import keras_hub
+import tensorflow as tf
+
+from keras_transformer.data.readers import DataError
+
+RESERVED_TOKENS = ["[PAD]", "[UNK]", "[START]", "[END]"]
+PAD_ID, UNK_ID, START_ID, END_ID = range(len(RESERVED_TOKENS))
+
+# Rewrites, applied in order by `detokenize_to_strings`, that undo the spaces the
+# WordPiece detokenizer puts around every punctuation token (RE2 syntax). Rules
+# that join two words run twice: a match consumes the character on its right, so
+# one pass over "a - b - c" joins only every other pair.
+_WORD = r"[\p{L}\p{N}]"
+_SPACING_RULES = [
+    # "3 . 5" -> "3.5", "1 , 000" -> "1,000", "10 : 30" -> "10:30".
+    (r"(\p{N}) ([.,:]) (\p{N})", r"\1\2\3"),
+    (r"(\p{N}) ([.,:]) (\p{N})", r"\1\2\3"),
+    # Elision, contractions and compounds: "l ' homme" -> "l'homme",
+    # "don ' t" -> "don't", "T - shirt" -> "T-shirt", "est - ce" -> "est-ce".
+    (rf"({_WORD}) (['’-]) ({_WORD})", r"\1\2\3"),
+    (rf"({_WORD}) (['’-]) ({_WORD})", r"\1\2\3"),
+    # Paired double quotes hug their content: 'said " hi "' -> 'said "hi"'.
+    (r'" ([^"]*?) "', r'"\1"'),
+    # No space after opening brackets.
+    (r"([(\[{$#]) ", r"\1"),
+]
+# No space before closing punctuation, except that French typography (which
+# Tatoeba and the generated corpus follow) keeps one before "!", "?", ":" and ";".
+_CLOSING_RULE = (r" ([.,!?;:%)\]}…])", r"\1")
+_FRENCH_CLOSING_RULE = (r" ([.,%)\]}…])", r"\1")
+
+
+def train_wordpiece_vocabulary(
+    texts: list[str], vocabulary_size: int, lowercase: bool = False
+) -> list[str]:
+    """Learns a WordPiece vocabulary, reserved tokens first.
+
+    Args:
+        texts: the training sentences of one language.
+        vocabulary_size: the largest vocabulary to return, reserved tokens
+            included. The learner may return fewer tokens when the corpus
+            does not need more.
+        lowercase: whether to lowercase text first (see the module docstring).
+            Pass the same value to `build_tokenizer`.
+
+    Returns:
+        The tokens: `RESERVED_TOKENS` (ids 0 to 3), then punctuation, characters,
+        whole words and `##`-prefixed word continuations.
+
+    Example:
+    >>> vocabulary = train_wordpiece_vocabulary(["Je suis étudiant."], 40)
+    >>> vocabulary[:4]
+    ['[PAD]', '[UNK]', '[START]', '[END]']
+
+    Reference:
+        Vaswani et al., 2017, section 5.1 (a word-piece vocabulary for
+        English-French); Wu et al., 2016, "Google's Neural Machine Translation
+        System", section 4.1.
+    """
+    if not texts:
+        raise ValueError("`texts` must hold at least one sentence. Received 0 sentences.")
+    if vocabulary_size <= len(RESERVED_TOKENS):
+        raise ValueError(
+            f"`vocabulary_size` must exceed the {len(RESERVED_TOKENS)} reserved tokens. "
+            f"Received: {vocabulary_size!r}"
+        )
+    return keras_hub.tokenizers.compute_word_piece_vocabulary(
+        tf.data.Dataset.from_tensor_slices(texts).batch(1024),
+        vocabulary_size,
+        lowercase=lowercase,
+        strip_accents=False,
+        split=True,
+        reserved_tokens=RESERVED_TOKENS,
+    )
+
+
+def build_tokenizer(
+    vocabulary: list[str], sequence_length: int | None = None, lowercase: bool = False
+) -> keras_hub.tokenizers.WordPieceTokenizer:
+    """A WordPiece tokenizer normalizing text as `train_wordpiece_vocabulary` did.
+
+    Args:
+        vocabulary: tokens starting with `RESERVED_TOKENS`.
+        sequence_length: None for ragged output; otherwise outputs are padded
+            with `PAD_ID` or truncated to this length.
+        lowercase: must match the value the vocabulary was trained with.
+
+    Returns:
+        A `keras_hub.tokenizers.WordPieceTokenizer` mapping strings to int32 ids;
+        words it cannot spell with the vocabulary become `UNK_ID`. Literal
+        "[END]" in the text is split like any other text, never read as a
+        reserved token.
+
+    Example:
+    >>> tokenizer = build_tokenizer(RESERVED_TOKENS + ["je", "suis", "."])
+    >>> tokenizer.tokenize(["je suis ici ."])
+    [[4, 5, 1, 6]]
+    """
+    _check_reserved_tokens(vocabulary, "`vocabulary`")
+    return keras_hub.tokenizers.WordPieceTokenizer(
+        vocabulary=vocabulary,
+        sequence_length=sequence_length,
+        lowercase=lowercase,
+        strip_accents=False,
+        split=True,
+        oov_token=RESERVED_TOKENS[UNK_ID],
+        dtype="int32",
+    )
+
+
+def detokenize_to_strings(
+    tokenizer: keras_hub.tokenizers.WordPieceTokenizer,
+    token_ids: tf.Tensor | tf.RaggedTensor,
+    language: str = "en",
+) -> tf.Tensor:
+    """Turns a batch of ids into readable sentences, with TensorFlow ops only.
+
+    Each row is read up to its first `END_ID`; `PAD_ID` and `START_ID` are
+    dropped, `UNK_ID` stays as "[UNK]". The spaces WordPiece puts around
+    punctuation are removed where the language wants none: "student ." ->
+    "student.", "l ' homme" -> "l'homme", "T - shirt" -> "T-shirt",
+    "3 . 5" -> "3.5"; for French, "Va !" keeps its space. Known limits:
+    "dogs ' toys" becomes "dogs'toys" and a spaced dash "a - b" becomes "a-b".
+
+    Args:
+        tokenizer: the tokenizer that produced the ids.
+        token_ids: int (B, T), dense or ragged.
+        language: code of the text's language. `"fr"` keeps French spacing
+            before "!", "?", ":" and ";"; any other code follows English.
+
+    Returns:
+        A string tensor of shape (B,).
+
+    Example:
+    >>> tokenizer = build_tokenizer(RESERVED_TOKENS + ["I", "am", "here", "."])
+    >>> detokenize_to_strings(tokenizer, [[2, 4, 5, 6, 7, 3, 0]]).numpy()
+    array([b'I am here.'], dtype=object)
+    """
+    if isinstance(token_ids, tf.RaggedTensor):
+        token_ids = token_ids.to_tensor(default_value=PAD_ID)
+    token_ids = tf.cast(token_ids, "int32")  # (B, T)
+    if token_ids.shape.rank != 2:
+        raise ValueError(f"`token_ids` must have shape (B, T). Received: {token_ids.shape}")
+    ended = tf.cumsum(tf.cast(token_ids == END_ID, "int32"), axis=-1) > 0  # (B, T)
+    keep = ~ended & (token_ids != PAD_ID) & (token_ids != START_ID)  # (B, T)
+    text = tokenizer.detokenize(tf.ragged.boolean_mask(token_ids, keep))  # (B,)
+    closing_rule = _FRENCH_CLOSING_RULE if language == "fr" else _CLOSING_RULE
+    for pattern, rewrite in _SPACING_RULES + [closing_rule]:
+        text = tf.strings.regex_replace(text, pattern, rewrite)
+    return text
+
+
+def detokenize(
+    tokenizer: keras_hub.tokenizers.WordPieceTokenizer, token_ids, language: str = "en"
+) -> list[str]:
+    """`detokenize_to_strings` for Python callers: ids in, a list of `str` out.
+
+    Args:
+        tokenizer: the tokenizer that produced the ids.
+        token_ids: int (B, T): a dense or ragged tensor, an array, or a list of
+            lists of possibly different lengths.
+        language: code of the text's language, as in `detokenize_to_strings`.
+
+    Returns:
+        One sentence per row.
+
+    Example:
+    >>> tokenizer = build_tokenizer(RESERVED_TOKENS + ["I", "am", "here", "."])
+    >>> detokenize(tokenizer, [[2, 4, 5, 6, 7, 3], [2, 6, 3]])
+    ['I am here.', 'here']
+    """
+    if isinstance(token_ids, (list, tuple)):
+        token_ids = tf.ragged.constant(token_ids, dtype="int32", ragged_rank=1)
+    text = detokenize_to_strings(tokenizer, token_ids, language)
+    return [sentence.decode("utf-8") for sentence in text.numpy()]
+
+
+def save_vocabulary(vocabulary: list[str], path: str | os.PathLike) -> None:
+    """Writes one token per line (UTF-8), atomically.
+
+    The tokens go to a temporary file in the same directory, which then replaces
+    `path`, so a reader never sees a half-written vocabulary.
+
+    Args:
+        vocabulary: tokens starting with `RESERVED_TOKENS`.
+        path: the file to write.
+
+    Example:
+    >>> save_vocabulary(RESERVED_TOKENS + ["je"], "vocabulary.fr.txt")  # doctest: +SKIP
+    """
+    _check_reserved_tokens(vocabulary, "`vocabulary`")
+    for token in vocabulary:
+        if not token or "\n" in token or "\r" in token:
+            raise ValueError(f"Tokens must be non-empty and on one line. Received: {token!r}")
+    directory = os.path.dirname(os.path.abspath(path))
+    handle, temporary_path = tempfile.mkstemp(dir=directory, prefix=".vocabulary-")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.writelines(f"{token}\n" for token in vocabulary)
+        os.replace(temporary_path, path)
+    except BaseException:
+        os.unlink(temporary_path)
+        raise
+
+
+def load_vocabulary(path: str | os.PathLike) -> list[str]:
+    """Reads a vocabulary written by `save_vocabulary`.
+
+    Args:
+        path: a UTF-8 file with one token per line.
+
+    Returns:
+        The tokens, in id order.
+
+    Raises:
+        DataError: if the file is missing, empty, not UTF-8, or does not start
+            with `RESERVED_TOKENS` in order.
+
+    Example:
+    >>> vocabulary = load_vocabulary("vocabulary.fr.txt")  # doctest: +SKIP
+    """
+    try:
+        with open(path, encoding="utf-8") as file:
+            vocabulary = file.read().split("\n")
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such vocabulary file.") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: the vocabulary is not valid UTF-8.") from None
+    if vocabulary[-1] == "":
+        vocabulary.pop()
+    if not vocabulary:
+        raise DataError(f"{path}: the vocabulary file is empty.")
+    _check_reserved_tokens(vocabulary, str(path), error_type=DataError)
+    return vocabulary
+
+
+def _check_reserved_tokens(
+    vocabulary: list[str], name: str, error_type: type[ValueError] = ValueError
+) -> None:
+    if list(vocabulary[: len(RESERVED_TOKENS)]) != RESERVED_TOKENS:
+        raise error_type(
+            f"{name} must start with the reserved tokens {RESERVED_TOKENS} in this "
+            f"order. Received first tokens: {list(vocabulary[: len(RESERVED_TOKENS)])}"
+        )
