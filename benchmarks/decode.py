@@ -1,0 +1,286 @@
+"""Decoding speed: our cached greedy and beam search against an uncached
+loop and a KerasHub-layer model decoding with KerasHub's own caches.
+
+All methods use the same random weights: the KerasHub model receives a copy
+of ours, so its greedy tokens must equal ours (checked and printed). Every
+method generates exactly `--new-tokens` tokens (no end token). Reported:
+new tokens per second across the batch (median over `--repeats` timed runs,
+after one warm-up run that compiles).
+
+    python benchmarks/decode.py [--repeats 5] [--batch-sizes 1,32]
+"""
+
+import argparse
+import math
+import os
+import time
+
+import keras
+import keras_hub
+import numpy as np
+import tensorflow as tf
+
+from keras_transformer import build_seq2seq_transformer
+from keras_transformer.decoding import beam_search, greedy_search
+from keras_transformer.models import DECODER_INPUT, ENCODER_INPUT
+
+VOCABULARY_SIZE = 8000
+HIDDEN_DIM = 256
+NUM_HEADS = 4
+INTERMEDIATE_DIM = 1024
+NUM_LAYERS = 3
+MAX_SEQUENCE_LENGTH = 128
+START = 1
+
+
+def build_models() -> tuple[keras.Model, dict]:
+    """Our model (learned positions, as KerasHub's) and KerasHub layers
+    holding the same weights."""
+    model = build_seq2seq_transformer(
+        VOCABULARY_SIZE,
+        VOCABULARY_SIZE,
+        num_layers=NUM_LAYERS,
+        hidden_dim=HIDDEN_DIM,
+        num_heads=NUM_HEADS,
+        intermediate_dim=INTERMEDIATE_DIM,
+        dropout=0.0,
+        max_sequence_length=MAX_SEQUENCE_LENGTH,
+        position_encoding="learned",
+    )
+    hub = {
+        "encoder_embedding": keras_hub.layers.TokenAndPositionEmbedding(
+            VOCABULARY_SIZE, MAX_SEQUENCE_LENGTH, HIDDEN_DIM
+        ),
+        "decoder_embedding": keras_hub.layers.TokenAndPositionEmbedding(
+            VOCABULARY_SIZE, MAX_SEQUENCE_LENGTH, HIDDEN_DIM
+        ),
+        "encoder_layers": [
+            keras_hub.layers.TransformerEncoder(INTERMEDIATE_DIM, NUM_HEADS)
+            for _ in range(NUM_LAYERS)
+        ],
+        "decoder_layers": [
+            keras_hub.layers.TransformerDecoder(INTERMEDIATE_DIM, NUM_HEADS)
+            for _ in range(NUM_LAYERS)
+        ],
+    }
+    ids = np.ones((1, 4), "int32")
+    x = hub["encoder_embedding"](ids)
+    for layer in hub["encoder_layers"]:
+        x = layer(x)
+    y = hub["decoder_embedding"](ids)
+    for layer in hub["decoder_layers"]:
+        y = layer(y, x)
+    _copy_weights(model, hub)
+    return model, hub
+
+
+def _copy_attention(ours, theirs):
+    heads, head_dim = NUM_HEADS, HIDDEN_DIM // NUM_HEADS
+    for mine, hub_dense in (
+        (ours.query_dense, theirs._query_dense),
+        (ours.key_dense, theirs._key_dense),
+        (ours.value_dense, theirs._value_dense),
+    ):
+        hub_dense.kernel.assign(np.reshape(mine.kernel.numpy(), (-1, heads, head_dim)))
+        hub_dense.bias.assign(np.reshape(mine.bias.numpy(), (heads, head_dim)))
+    theirs._output_dense.kernel.assign(
+        np.reshape(ours.output_dense.kernel.numpy(), (heads, head_dim, -1))
+    )
+    theirs._output_dense.bias.assign(ours.output_dense.bias.numpy())
+
+
+def _copy_layer(source, target):
+    for mine, theirs in zip(source.weights, target.weights, strict=True):
+        theirs.assign(mine.numpy())
+
+
+def _copy_weights(model, hub):
+    """Our weights into the KerasHub layers. Our token embeddings are scaled
+    by sqrt(D); KerasHub's are not, so its table is ours times sqrt(D) (its
+    tied logits are then scaled by sqrt(D), which keeps every argmax)."""
+    for name in ("encoder_embedding", "decoder_embedding"):
+        ours, theirs = model.get_layer(name), hub[name]
+        theirs.token_embedding.embeddings.assign(ours.embeddings.numpy() * math.sqrt(HIDDEN_DIM))
+        theirs.position_embedding.position_embeddings.assign(
+            ours.position_layer.position_embeddings.numpy()
+        )
+    for ours, theirs in zip(model.get_layer("encoder").blocks, hub["encoder_layers"]):
+        _copy_attention(ours.self_attention, theirs._self_attention_layer)
+        _copy_layer(ours.attention_norm, theirs._self_attention_layer_norm)
+        _copy_layer(ours.feed_forward.intermediate_dense, theirs._feedforward_intermediate_dense)
+        _copy_layer(ours.feed_forward.output_dense, theirs._feedforward_output_dense)
+        _copy_layer(ours.feed_forward_norm, theirs._feedforward_layer_norm)
+    for ours, theirs in zip(model.get_layer("decoder").blocks, hub["decoder_layers"]):
+        _copy_attention(ours.self_attention, theirs._self_attention_layer)
+        _copy_layer(ours.self_attention_norm, theirs._self_attention_layer_norm)
+        _copy_attention(ours.cross_attention, theirs._cross_attention_layer)
+        _copy_layer(ours.cross_attention_norm, theirs._cross_attention_layer_norm)
+        _copy_layer(ours.feed_forward.intermediate_dense, theirs._feedforward_intermediate_dense)
+        _copy_layer(ours.feed_forward.output_dense, theirs._feedforward_output_dense)
+        _copy_layer(ours.feed_forward_norm, theirs._feedforward_layer_norm)
+
+
+def keras_hub_greedy_function(hub: dict, new_tokens: int):
+    """Greedy decoding the way KerasHub's seq2seq `generate` does it (BART):
+    stacked (B, L, 2, T, H, Dh) caches sliced per layer and re-stacked each
+    step, the cross-attention cache filled by the first step, and a
+    `while_loop` under `tf.function(jit_compile=True)`. Unlike BART, the
+    cross-attention cache is a loop constant rather than re-stacked state,
+    which if anything favours KerasHub."""
+    embedding, decoder_layers = hub["decoder_embedding"], hub["decoder_layers"]
+    head_dim = HIDDEN_DIM // NUM_HEADS
+
+    def call_with_cache(token_ids, index, encoder_outputs, padding_mask, self_cache,
+                        cross_cache, cross_cache_update_index):
+        x = embedding(token_ids[:, None], start_index=index)  # (B, 1, D)
+        self_caches, cross_caches = [], []
+        for i, layer in enumerate(decoder_layers):
+            x, layer_self_cache, layer_cross_cache = layer(
+                x,
+                encoder_sequence=encoder_outputs,
+                encoder_padding_mask=padding_mask,
+                self_attention_cache=self_cache[:, i],
+                self_attention_cache_update_index=index,
+                cross_attention_cache=cross_cache[:, i],
+                cross_attention_cache_update_index=cross_cache_update_index,
+            )
+            self_caches.append(layer_self_cache)
+            cross_caches.append(layer_cross_cache)
+        logits = embedding.token_embedding(x, reverse=True)[:, 0]  # (B, V)
+        logits = tf.where(tf.range(VOCABULARY_SIZE) == 0, -1e9, logits)
+        next_ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        return next_ids, tf.stack(self_caches, axis=1), tf.stack(cross_caches, axis=1)
+
+    def generate(encoder_token_ids):
+        batch_size, source_length = encoder_token_ids.shape
+        padding_mask = encoder_token_ids != 0
+        x = hub["encoder_embedding"](encoder_token_ids)
+        for layer in hub["encoder_layers"]:
+            x = layer(x, padding_mask=padding_mask)
+        cache_shape = (batch_size, NUM_LAYERS, 2, new_tokens, NUM_HEADS, head_dim)
+        cross_shape = (batch_size, NUM_LAYERS, 2, source_length, NUM_HEADS, head_dim)
+        next_ids, self_cache, cross_cache = call_with_cache(
+            tf.fill((batch_size,), START), 0, x, padding_mask,
+            tf.zeros(cache_shape), tf.zeros(cross_shape), 0,
+        )
+        tokens = tf.zeros((batch_size, new_tokens), tf.int32)
+        tokens = tf.where(tf.range(new_tokens) == 0, next_ids[:, None], tokens)
+
+        def body(index, token_ids, tokens, self_cache):
+            next_ids, self_cache, _ = call_with_cache(
+                token_ids, index, x, padding_mask, self_cache, cross_cache, None
+            )
+            tokens = tf.where(tf.range(new_tokens) == index, next_ids[:, None], tokens)
+            return index + 1, next_ids, tokens, self_cache
+
+        return tf.while_loop(
+            lambda index, *_: index < new_tokens, body, (1, next_ids, tokens, self_cache)
+        )[2]
+
+    return tf.function(generate, jit_compile=True)
+
+
+def last_logits_function(model: keras.Model):
+    """The full model's logits at the last target position, traced once as a
+    TensorFlow graph for any lengths (XLA would recompile for every length)."""
+    ids_spec = tf.TensorSpec((None, None), tf.int32)
+    return tf.function(
+        lambda inputs: model(inputs)[:, -1],
+        input_signature=[{ENCODER_INPUT: ids_spec, DECODER_INPUT: ids_spec}],
+    )
+
+
+def uncached_greedy(last_logits, encoder_token_ids: np.ndarray, new_tokens: int):
+    """Greedy decoding that runs the full model on the growing prefix at
+    every step: no cache, the encoder re-run each step."""
+    prefix = np.full((len(encoder_token_ids), 1), START, "int32")
+    for _ in range(new_tokens):
+        logits = last_logits({ENCODER_INPUT: encoder_token_ids, DECODER_INPUT: prefix})
+        logits = tf.where(tf.range(VOCABULARY_SIZE) == 0, -1e9, logits)
+        next_ids = tf.argmax(logits, axis=-1, output_type=tf.int32).numpy()
+        prefix = np.concatenate([prefix, next_ids[:, None]], axis=1)
+    return prefix[:, 1:]
+
+
+def median_seconds(runs: dict, repeats: int) -> dict:
+    """Median wall time of each run. Runs are interleaved round by round so
+    that changes in the machine's load hit every method alike."""
+    for run in runs.values():
+        run()  # warm-up: traces and compiles
+    times = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(values)) for name, values in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--uncached-repeats", type=int, default=3)
+    parser.add_argument("--batch-sizes", default="1,32")
+    parser.add_argument("--source-length", type=int, default=32)
+    parser.add_argument("--new-tokens", type=int, default=64)
+    args = parser.parse_args()
+
+    keras.utils.set_random_seed(0)
+    model, hub = build_models()
+    rng = np.random.default_rng(0)
+    settings = {"start_token_id": START, "end_token_id": None, "max_length": args.new_tokens}
+    print(
+        f"vocabulary {VOCABULARY_SIZE}, hidden {HIDDEN_DIM}, {NUM_HEADS} heads, intermediate "
+        f"{INTERMEDIATE_DIM}, {NUM_LAYERS}+{NUM_LAYERS} layers; source {args.source_length} "
+        f"tokens, {args.new_tokens} new tokens; median of {args.repeats} runs "
+        f"({args.uncached_repeats} uncached); {os.cpu_count()} CPUs, TF {tf.__version__}"
+    )
+    print(f"load average at start: {os.getloadavg()}")
+    rows = []
+    last_logits = last_logits_function(model)
+    for batch_size in (int(size) for size in args.batch_sizes.split(",")):
+        source = rng.integers(1, VOCABULARY_SIZE, (batch_size, args.source_length), dtype="int32")
+        hub_greedy = keras_hub_greedy_function(hub, args.new_tokens)
+        ours = greedy_search(model, source, **settings).numpy()
+        hub_tokens = hub_greedy(tf.constant(source)).numpy()
+        uncached_tokens = uncached_greedy(last_logits, source, min(args.new_tokens, 8))
+        print(
+            f"batch {batch_size}: KerasHub tokens == ours: {np.array_equal(hub_tokens, ours)}; "
+            f"uncached == ours (first 8): {np.array_equal(uncached_tokens, ours[:, :8])}"
+        )
+        runs = {
+            "ours greedy (XLA)": lambda: greedy_search(model, source, **settings).numpy(),
+            "ours beam 4 (XLA)": lambda: beam_search(model, source, **settings)[0].numpy(),
+            "KerasHub cached (XLA)": lambda: hub_greedy(tf.constant(source)).numpy(),
+        }
+        seconds = median_seconds(runs, args.repeats)
+        # Timed apart, with fewer repeats: a run takes seconds.
+        uncached_run = {
+            "uncached recompute (graph)": lambda: uncached_greedy(
+                last_logits, source, args.new_tokens
+            )
+        }
+        seconds.update(median_seconds(uncached_run, args.uncached_repeats))
+        new_tokens = batch_size * args.new_tokens
+        for name, value in seconds.items():
+            rows.append((batch_size, name, value * 1000, new_tokens / value))
+        rows.append((batch_size, "load average (1 min)", None, os.getloadavg()[0]))
+        hub_seconds, greedy_seconds = seconds["KerasHub cached (XLA)"], seconds["ours greedy (XLA)"]
+        rows.append((batch_size, "greedy speedup vs KerasHub", None, hub_seconds / greedy_seconds))
+        rows.append(
+            (batch_size, "beam 4 time / greedy time", None,
+             seconds["ours beam 4 (XLA)"] / greedy_seconds)
+        )
+        rows.append(
+            (batch_size, "greedy speedup vs uncached", None,
+             seconds["uncached recompute (graph)"] / greedy_seconds)
+        )
+
+    print(f"\n{'batch':>5}  {'method':<28} {'ms/run':>9} {'tokens/s or ratio':>18}")
+    for batch_size, name, milliseconds, value in rows:
+        shown_ms = "" if milliseconds is None else f"{milliseconds:9.1f}"
+        print(f"{batch_size:>5}  {name:<28} {shown_ms:>9} {value:18.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""Beam search with the GNMT length penalty, key/value caches and XLA.
+
+Shape letters: B batch, K beams, S source length, L max_length,
+V target vocabulary.
+"""
+
+import keras
+import tensorflow as tf
+
+from keras_transformer.decoding.cached_decoder import CachedSeq2SeqDecoder
+from keras_transformer.decoding.search_utils import (
+    EXCLUDED_LOGIT,
+    check_encoder_token_ids,
+    check_settings,
+    compiled_search,
+    is_end,
+    model_decoder,
+    write_position,
+)
+from keras_transformer.layers.validation import check_positive_int
+
+
+def length_penalty_divisor(lengths, alpha):
+    """The GNMT length penalty `((5 + length) / 6) ** alpha` of int lengths,
+    as float32; a hypothesis scores `log_prob / length_penalty_divisor`."""
+    return tf.pow((5.0 + tf.cast(lengths, tf.float32)) / 6.0, alpha)
+
+
+def _beam_candidates(log_probs, finished, step_log_probs):
+    """Total log-probabilities of every (beam, next token) candidate.
+
+    An unfinished beam extends with any token but padding; a finished beam
+    has one candidate, itself, written as the padding token 0 at no cost.
+
+    Args:
+        log_probs: (B, K) total log-probabilities of the beams.
+        finished: boolean (B, K).
+        step_log_probs: (B, K, V) log-probabilities of the next token.
+
+    Returns:
+        (B, K, V) total log-probabilities, EXCLUDED_LOGIT where not allowed.
+    """
+    is_padding = tf.range(tf.shape(step_log_probs)[-1]) == 0  # (V,)
+    extended = tf.where(is_padding, EXCLUDED_LOGIT, log_probs[..., None] + step_log_probs)
+    kept = tf.where(is_padding, log_probs[..., None], EXCLUDED_LOGIT)  # (B, K, V)
+    return tf.where(finished[..., None], kept, extended)
+
+
+def beam_loop(
+    decoder: CachedSeq2SeqDecoder,
+    encoder_token_ids: tf.Tensor,
+    *,
+    start_token_id: int,
+    end_token_id: int | None,
+    max_length: int,
+    beam_size: int,
+    length_penalty: float,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The beam search as graph code: encoder once, then a fixed-shape loop.
+
+    The encoder and the cross-attention keys and values run once per
+    source row and are repeated for its K beams. Each step scores the K * V
+    candidates of a row by `log_prob / length_penalty_divisor(length)`,
+    keeps the best K (finished beams compete with their fixed score), and
+    reorders the beams' tokens and self-attention caches.
+
+    Args:
+        decoder: the model's `CachedSeq2SeqDecoder`.
+        encoder_token_ids: int32 (B, S).
+        start_token_id, end_token_id, max_length, beam_size, length_penalty:
+            as `beam_search`.
+
+    Returns:
+        `(tokens, scores, num_steps)`: int32 (B, K, L) tokens of the beams
+        from best to worst, 0 after each end token; their float32 (B, K)
+        length-normalized scores; the int32 number of steps run.
+
+    Example:
+    >>> decoder = CachedSeq2SeqDecoder(model)
+    >>> decode = tf.function(lambda ids: beam_loop(decoder, ids, start_token_id=1,
+    ...     end_token_id=2, max_length=10, beam_size=4, length_penalty=0.6))
+    >>> tokens, scores, num_steps = decode(tf.constant([[5, 6, 7, 0]]))
+    >>> tokens.shape, scores.shape
+    (TensorShape([1, 4, 10]), TensorShape([1, 4]))
+    """
+    batch_size = tf.shape(encoder_token_ids)[0]
+    vocabulary_size = decoder.vocabulary_size
+    cross_attention_caches, encoder_padding_mask = decoder.encode(encoder_token_ids)
+    cross_attention_caches = tuple(
+        tf.repeat(cache, beam_size, axis=0) for cache in cross_attention_caches
+    )  # (B * K, 2, S, H, Dh) each
+    encoder_padding_mask = tf.repeat(encoder_padding_mask, beam_size, axis=0)  # (B * K, S)
+    # Every row starts from one live beam; the others can never be chosen.
+    first_beam = tf.concat([[0.0], tf.fill((beam_size - 1,), EXCLUDED_LOGIT)], axis=0)
+    row_offsets = tf.range(batch_size)[:, None] * beam_size  # (B, 1)
+
+    def keep_going(index, token_ids, log_probs, lengths, finished, tokens, caches):
+        return tf.logical_and(index < max_length, tf.logical_not(tf.reduce_all(finished)))
+
+    def decode_one(index, token_ids, log_probs, lengths, finished, tokens, caches):
+        logits, caches = decoder.step(
+            token_ids, index, caches, cross_attention_caches, encoder_padding_mask
+        )  # (B * K, V)
+        step_log_probs = tf.reshape(
+            tf.nn.log_softmax(logits), (batch_size, beam_size, vocabulary_size)
+        )  # (B, K, V)
+        candidates = _beam_candidates(log_probs, finished, step_log_probs)  # (B, K, V)
+        candidate_lengths = tf.where(finished, lengths, index + 1)  # (B, K)
+        scores = candidates / length_penalty_divisor(candidate_lengths, length_penalty)[..., None]
+        flat_shape = (batch_size, beam_size * vocabulary_size)
+        _, best = tf.math.top_k(tf.reshape(scores, flat_shape), k=beam_size)  # (B, K)
+        parents = best // vocabulary_size  # (B, K)
+        token_ids = best % vocabulary_size  # (B, K)
+
+        log_probs = tf.gather(tf.reshape(candidates, flat_shape), best, batch_dims=1)
+        lengths = tf.gather(candidate_lengths, parents, batch_dims=1)
+        finished = tf.logical_or(
+            tf.gather(finished, parents, batch_dims=1), is_end(token_ids, end_token_id)
+        )
+        tokens = write_position(tf.gather(tokens, parents, batch_dims=1), index, token_ids)
+        flat_parents = tf.reshape(parents + row_offsets, (-1,))  # (B * K,)
+        caches = tuple(tf.gather(cache, flat_parents) for cache in caches)
+        return index + 1, tf.reshape(token_ids, (-1,)), log_probs, lengths, finished, tokens, caches
+
+    num_steps, _, log_probs, lengths, _, tokens, _ = tf.while_loop(
+        keep_going,
+        decode_one,
+        (
+            tf.constant(0),
+            tf.fill((batch_size * beam_size,), start_token_id),
+            tf.tile(first_beam[None], (batch_size, 1)),
+            tf.zeros((batch_size, beam_size), tf.int32),
+            tf.zeros((batch_size, beam_size), tf.bool),
+            tf.zeros((batch_size, beam_size, max_length), tf.int32),
+            decoder.init_self_attention_caches(batch_size * beam_size, max_length),
+        ),
+    )
+    scores = log_probs / length_penalty_divisor(lengths, length_penalty)  # (B, K)
+    return tokens, scores, num_steps
+
+
+def beam_search(
+    model: keras.Model,
+    encoder_token_ids,
+    *,
+    start_token_id: int,
+    end_token_id: int | None,
+    max_length: int,
+    beam_size: int = 4,
+    length_penalty: float = 0.6,
+    return_all_beams: bool = False,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Translates a batch with beam search, as in the paper (section 6.1).
+
+    Keeps the `beam_size` best hypotheses per row. A hypothesis Y of length
+    |Y| (its tokens including the end token, without the start token) is
+    scored `log P(Y | X) / ((5 + |Y|) / 6) ** length_penalty`, the length
+    penalty of GNMT (Wu et al., 2016) that the paper used with beam size 4
+    and alpha = 0.6. A hypothesis that reaches the end token is finished: it
+    keeps its score and its place among the beams while it stays in the
+    top `beam_size`, and is not extended. The search stops when every beam
+    of every row is finished or after `max_length` steps. `beam_size=1` is
+    greedy search. The padding id 0 is never generated. Runs the encoder
+    once per row and the steps in one XLA-compiled loop with key/value
+    caches (compiled once per model, settings and input shape).
+
+    Args:
+        model: a model from `build_seq2seq_transformer` (also reloaded from
+            a `.keras` file).
+        encoder_token_ids: int (B, S) source token ids, 0 = padding.
+        start_token_id: the token that starts every target, not returned.
+        end_token_id: the token that ends a target, or None to always
+            generate `max_length` tokens.
+        max_length: the most tokens per hypothesis (the end token counts).
+        beam_size: K, hypotheses kept per row.
+        length_penalty: alpha; 0 ranks by total log-probability.
+        return_all_beams: return all K beams instead of the best one.
+
+    Returns:
+        `(tokens, scores)`: int32 (B, T) tokens of the best hypothesis per
+        row, T <= max_length, 0 after its end token, and their float32 (B,)
+        scores; with `return_all_beams=True`, (B, K, T) and (B, K), best
+        first.
+
+    Example:
+    >>> model = build_seq2seq_transformer(30, 30, num_layers=1, hidden_dim=16,
+    ...     num_heads=2, intermediate_dim=32)
+    >>> source = np.array([[5, 6, 7, 0], [8, 9, 10, 11]], "int32")
+    >>> tokens, scores = beam_search(model, source, start_token_id=1,
+    ...     end_token_id=2, max_length=10)
+    >>> scores.shape
+    TensorShape([2])
+
+    Reference:
+        Vaswani et al., 2017, section 6.1; Wu et al., 2016, section 7.
+    """
+    encoder_token_ids = check_encoder_token_ids(encoder_token_ids)
+    decoder = model_decoder(model)
+    check_settings(decoder, start_token_id, end_token_id, max_length)
+    check_positive_int("beam_size", beam_size)
+    if beam_size >= decoder.vocabulary_size:
+        raise ValueError(
+            f"`beam_size` must be below the target vocabulary size "
+            f"({decoder.vocabulary_size}, of which id 0 is padding). "
+            f"Received: beam_size={beam_size}"
+        )
+    if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)):
+        raise ValueError(
+            f"`length_penalty` must be a number (alpha, 0.6 in the paper). "
+            f"Received: length_penalty={length_penalty!r}"
+        )
+    search = compiled_search(
+        model,
+        beam_loop,
+        start_token_id=start_token_id,
+        end_token_id=end_token_id,
+        max_length=max_length,
+        beam_size=beam_size,
+        length_penalty=float(length_penalty),
+    )
+    tokens, scores, num_steps = search(encoder_token_ids)
+    tokens = tokens[:, :, :num_steps]
+    if return_all_beams:
+        return tokens, scores
+    return tokens[:, 0], scores[:, 0]

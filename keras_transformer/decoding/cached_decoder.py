@@ -1,0 +1,166 @@
+"""One decoding step of a seq2seq Transformer with key/value caches.
+
+Shape letters: B batch (times beams in beam search), S source length,
+L the length of the self-attention cache (the most steps decoded),
+D hidden dim, H heads, Dh head dim, V target vocabulary.
+"""
+
+import keras
+from keras import ops
+
+from keras_transformer.layers import (
+    TokenAndPositionEmbedding,
+    TransformerDecoder,
+    TransformerEncoder,
+)
+
+_REQUIRED_LAYERS = {
+    "encoder_embedding": TokenAndPositionEmbedding,
+    "encoder": TransformerEncoder,
+    "decoder_embedding": TokenAndPositionEmbedding,
+    "decoder": TransformerDecoder,
+}
+
+
+def _find_layer(model, name):
+    names = [layer.name for layer in model.layers]
+    return model.get_layer(name) if name in names else None
+
+
+class CachedSeq2SeqDecoder:
+    """The encoder pass and a one-token decoder step of a seq2seq Transformer.
+
+    Wraps the layers of a model from `build_seq2seq_transformer`, found by
+    name (also after a `.keras` reload). Every method is a pure function of
+    tensors, so the searches can run them inside one compiled loop and the
+    export can trace them as an encoder signature and a step signature.
+
+    - `encode` runs the encoder once (no dropout; padding mask = ids != 0)
+      and projects the keys and values of every cross-attention once.
+    - `init_self_attention_caches` gives a fixed-length buffer per block.
+    - `step` embeds one token per row at position `index`, runs the blocks
+      with their caches (the keys and values of the new token are written at
+      `index`; earlier positions are attended, later ones never), and
+      returns float32 logits. It calls the decoder blocks directly with one
+      cache tensor per block rather than the stacked (B, L, 2, ...) cache of
+      `TransformerDecoder`, which would copy every cache at every step.
+
+    Caches are tuples with one tensor per decoder block: self-attention
+    caches (B, 2, L, H, Dh), cross-attention caches (B, 2, S, H, Dh).
+
+    Args:
+        model: a `keras.Model` from `build_seq2seq_transformer`.
+
+    Example:
+    >>> model = build_seq2seq_transformer(30, 30, num_layers=1, hidden_dim=16,
+    ...     num_heads=2, intermediate_dim=32)
+    >>> decoder = CachedSeq2SeqDecoder(model)
+    >>> source = keras.ops.array([[5, 6, 7, 0]], "int32")
+    >>> cross_caches, source_mask = decoder.encode(source)
+    >>> caches = decoder.init_self_attention_caches(1, 8)
+    >>> token = keras.ops.array([1], "int32")
+    >>> logits, caches = decoder.step(token, 0, caches, cross_caches, source_mask)
+    >>> tuple(logits.shape)
+    (1, 30)
+    """
+
+    def __init__(self, model: keras.Model):
+        if not isinstance(model, keras.Model):
+            raise ValueError(
+                "Expected a `keras.Model` from `build_seq2seq_transformer`, "
+                f"received {type(model).__name__}."
+            )
+        for name, layer_class in _REQUIRED_LAYERS.items():
+            layer = _find_layer(model, name)
+            if not isinstance(layer, layer_class):
+                received = "no such layer" if layer is None else type(layer).__name__
+                raise ValueError(
+                    f"Decoding needs a model from `build_seq2seq_transformer` with a "
+                    f"`{layer_class.__name__}` layer named '{name}'; model "
+                    f"'{model.name}' has {received}. Its layers are "
+                    f"{[layer.name for layer in model.layers]}."
+                )
+        self.encoder_embedding = model.get_layer("encoder_embedding")
+        self.encoder = model.get_layer("encoder")
+        self.decoder_embedding = model.get_layer("decoder_embedding")
+        decoder = model.get_layer("decoder")
+        self.blocks = tuple(decoder.blocks)
+        self.final_norm = decoder.final_norm
+        self.logits_layer = _find_layer(model, "logits")
+        self.vocabulary_size = self.decoder_embedding.vocabulary_size
+        self.max_decoding_length = None
+        if self.decoder_embedding.position_encoding == "learned":
+            self.max_decoding_length = self.decoder_embedding.sequence_length
+
+    def encode(self, encoder_token_ids):
+        """Runs the encoder and projects the cross-attention keys and values.
+
+        Args:
+            encoder_token_ids: int32 (B, S), 0 = padding.
+
+        Returns:
+            `(cross_attention_caches, encoder_padding_mask)`: a tuple of
+            (B, 2, S, H, Dh) per block, and the boolean (B, S) mask
+            `encoder_token_ids != 0`.
+        """
+        encoder_padding_mask = ops.not_equal(encoder_token_ids, 0)  # (B, S)
+        x = self.encoder_embedding(encoder_token_ids)  # (B, S, D)
+        x = self.encoder(x, padding_mask=encoder_padding_mask)  # (B, S, D)
+        caches = tuple(block.compute_cross_attention_cache(x) for block in self.blocks)
+        return caches, encoder_padding_mask
+
+    def init_self_attention_caches(self, batch_size, max_length):
+        """Zeros of shape (B, 2, max_length, H, Dh), one per block."""
+        return tuple(
+            block.init_self_attention_cache(batch_size, max_length) for block in self.blocks
+        )
+
+    def step(
+        self,
+        token_ids,
+        index,
+        self_attention_caches,
+        cross_attention_caches,
+        encoder_padding_mask,
+    ):
+        """Next-token logits for one new token per row.
+
+        Args:
+            token_ids: int32 (B,), the tokens at position `index`; must not
+                be 0 (padding) for rows whose output is used.
+            index: int32 scalar, the position of `token_ids` (0 for the
+                start token).
+            self_attention_caches: tuple of (B, 2, L, H, Dh), positions
+                `< index` filled.
+            cross_attention_caches: tuple of (B, 2, S, H, Dh) from `encode`.
+            encoder_padding_mask: boolean (B, S) from `encode`.
+
+        Returns:
+            `(logits, self_attention_caches)`: float32 (B, V) logits of the
+            token at position `index + 1`, and the caches with position
+            `index` written.
+        """
+        x = self.decoder_embedding(token_ids[:, None], start_index=index)  # (B, 1, D)
+        updated_caches = []
+        for block, self_cache, cross_cache in zip(
+            self.blocks, self_attention_caches, cross_attention_caches
+        ):
+            x, self_cache = block(
+                x,
+                encoder_padding_mask=encoder_padding_mask,
+                self_attention_cache=self_cache,
+                self_attention_cache_update_index=index,
+                cross_attention_cache=cross_cache,
+            )  # (B, 1, D), (B, 2, L, H, Dh)
+            updated_caches.append(self_cache)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        if self.logits_layer is not None:
+            return ops.cast(self.logits_layer(x)[:, 0], "float32"), tuple(updated_caches)
+        # The tied projection `decoder_embedding(x, reverse=True)`, written as
+        # (V, D) @ (D, B): a plain matrix product on the stored table. XLA on
+        # CPU fuses the transposed table of `x @ table^T` into an unvectorized
+        # elementwise loop when B = 1, which made it the slowest op of a step.
+        table = ops.cast(self.decoder_embedding.embeddings, x.dtype)  # (V, D)
+        logits = ops.transpose(ops.matmul(table, ops.transpose(x[:, 0])))  # (B, V)
+        return ops.cast(logits, "float32"), tuple(updated_caches)

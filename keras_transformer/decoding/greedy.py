@@ -1,0 +1,129 @@
+"""Greedy decoding with key/value caches, compiled with XLA.
+
+Shape letters: B batch, S source length, L max_length, V target vocabulary.
+"""
+
+import keras
+import tensorflow as tf
+
+from keras_transformer.decoding.cached_decoder import CachedSeq2SeqDecoder
+from keras_transformer.decoding.search_utils import (
+    check_encoder_token_ids,
+    check_settings,
+    compiled_search,
+    exclude_padding,
+    is_end,
+    model_decoder,
+    write_position,
+)
+
+
+def greedy_loop(
+    decoder: CachedSeq2SeqDecoder,
+    encoder_token_ids: tf.Tensor,
+    *,
+    start_token_id: int,
+    end_token_id: int | None,
+    max_length: int,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """The greedy search as graph code: encoder once, then a fixed-shape loop.
+
+    Args:
+        decoder: the model's `CachedSeq2SeqDecoder`.
+        encoder_token_ids: int32 (B, S).
+        start_token_id, end_token_id, max_length: as `greedy_search`.
+
+    Returns:
+        `(tokens, num_steps)`: int32 (B, L) tokens, 0 after each row's end
+        token and in the columns never reached, and the int32 number of
+        steps run (the loop stops early once every row has ended).
+
+    Example:
+    >>> decoder = CachedSeq2SeqDecoder(model)
+    >>> decode = tf.function(lambda ids: greedy_loop(
+    ...     decoder, ids, start_token_id=1, end_token_id=2, max_length=10))
+    >>> tokens, num_steps = decode(tf.constant([[5, 6, 7, 0]]))
+    >>> tokens.shape
+    TensorShape([1, 10])
+    """
+    batch_size = tf.shape(encoder_token_ids)[0]
+    cross_attention_caches, encoder_padding_mask = decoder.encode(encoder_token_ids)
+
+    def keep_going(index, token_ids, finished, tokens, caches):
+        return tf.logical_and(index < max_length, tf.logical_not(tf.reduce_all(finished)))
+
+    def decode_one(index, token_ids, finished, tokens, caches):
+        logits, caches = decoder.step(
+            token_ids, index, caches, cross_attention_caches, encoder_padding_mask
+        )  # (B, V)
+        token_ids = tf.argmax(exclude_padding(logits), axis=-1, output_type=tf.int32)  # (B,)
+        token_ids = tf.where(finished, 0, token_ids)
+        tokens = write_position(tokens, index, token_ids)  # (B, L)
+        finished = tf.logical_or(finished, is_end(token_ids, end_token_id))
+        return index + 1, token_ids, finished, tokens, caches
+
+    num_steps, _, _, tokens, _ = tf.while_loop(
+        keep_going,
+        decode_one,
+        (
+            tf.constant(0),
+            tf.fill((batch_size,), start_token_id),
+            tf.zeros((batch_size,), tf.bool),
+            tf.zeros((batch_size, max_length), tf.int32),
+            decoder.init_self_attention_caches(batch_size, max_length),
+        ),
+    )
+    return tokens, num_steps
+
+
+def greedy_search(
+    model: keras.Model,
+    encoder_token_ids,
+    *,
+    start_token_id: int,
+    end_token_id: int | None,
+    max_length: int,
+) -> tf.Tensor:
+    """Translates a batch by taking the most likely token at every step.
+
+    Runs the encoder once, then decodes all rows together, one token per
+    step, with a key/value cache per decoder block, in one XLA-compiled
+    loop (compiled once per model, settings and input shape). The padding
+    id 0 is never generated. Rows are independent: padding in the source
+    batch does not change any row's result.
+
+    Args:
+        model: a model from `build_seq2seq_transformer` (also reloaded from
+            a `.keras` file).
+        encoder_token_ids: int (B, S) source token ids, 0 = padding.
+        start_token_id: the token that starts every target, not returned.
+        end_token_id: the token that ends a target, or None to always
+            generate `max_length` tokens.
+        max_length: the most tokens to generate per row (the end token
+            counts).
+
+    Returns:
+        int32 (B, T) token ids, T <= max_length the length of the longest
+        row. A row holds its tokens up to and including its end token,
+        then 0 (padding).
+
+    Example:
+    >>> model = build_seq2seq_transformer(30, 30, num_layers=1, hidden_dim=16,
+    ...     num_heads=2, intermediate_dim=32)
+    >>> source = np.array([[5, 6, 7, 0], [8, 9, 10, 11]], "int32")
+    >>> tokens = greedy_search(model, source, start_token_id=1, end_token_id=2,
+    ...     max_length=10)
+    >>> tokens.shape[0], tokens.shape[1] <= 10
+    (2, True)
+    """
+    encoder_token_ids = check_encoder_token_ids(encoder_token_ids)
+    check_settings(model_decoder(model), start_token_id, end_token_id, max_length)
+    search = compiled_search(
+        model,
+        greedy_loop,
+        start_token_id=start_token_id,
+        end_token_id=end_token_id,
+        max_length=max_length,
+    )
+    tokens, num_steps = search(encoder_token_ids)
+    return tokens[:, :num_steps]

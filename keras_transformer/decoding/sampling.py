@@ -1,0 +1,191 @@
+"""Sampling with temperature, top-k and top-p, key/value caches and XLA.
+
+Shape letters: B batch, S source length, L max_length, V target vocabulary.
+"""
+
+import random
+
+import keras
+import tensorflow as tf
+
+from keras_transformer.decoding.cached_decoder import CachedSeq2SeqDecoder
+from keras_transformer.decoding.search_utils import (
+    EXCLUDED_LOGIT,
+    check_encoder_token_ids,
+    check_settings,
+    compiled_search,
+    exclude_padding,
+    is_end,
+    model_decoder,
+    write_position,
+)
+from keras_transformer.layers.validation import check_positive_int
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def filter_logits(logits, temperature, top_k, top_p):
+    """Logits (B, V) divided by `temperature`, with the tokens outside the
+    `top_k` most likely, or outside the smallest set of most likely tokens
+    whose probability reaches `top_p`, set to EXCLUDED_LOGIT. The most
+    likely token is always kept; `top_k` and `top_p` may be None."""
+    logits = logits / temperature
+    if top_k is not None:
+        kth_largest = tf.math.top_k(logits, k=top_k).values[:, -1:]  # (B, 1)
+        logits = tf.where(logits < kth_largest, EXCLUDED_LOGIT, logits)
+    if top_p is not None:
+        sorted_logits = tf.sort(logits, direction="DESCENDING")  # (B, V)
+        mass_before = tf.cumsum(tf.nn.softmax(sorted_logits), axis=-1, exclusive=True)
+        smallest_kept = tf.reduce_min(
+            tf.where(mass_before < top_p, sorted_logits, -EXCLUDED_LOGIT), axis=-1, keepdims=True
+        )  # (B, 1)
+        logits = tf.where(logits < smallest_kept, EXCLUDED_LOGIT, logits)
+    return logits
+
+
+def sample_loop(
+    decoder: CachedSeq2SeqDecoder,
+    encoder_token_ids: tf.Tensor,
+    seed: tf.Tensor,
+    *,
+    start_token_id: int,
+    end_token_id: int | None,
+    max_length: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """The sampling loop as graph code, like `greedy_loop` but drawing each
+    token from the filtered distribution with the stateless seed
+    `(seed, step)`.
+
+    Args:
+        decoder: the model's `CachedSeq2SeqDecoder`.
+        encoder_token_ids: int32 (B, S).
+        seed: int32 scalar.
+        start_token_id, end_token_id, max_length, temperature, top_k, top_p:
+            as `sample`.
+
+    Returns:
+        `(tokens, num_steps)` as `greedy_loop`.
+
+    Example:
+    >>> decoder = CachedSeq2SeqDecoder(model)
+    >>> decode = tf.function(lambda ids, seed: sample_loop(decoder, ids, seed,
+    ...     start_token_id=1, end_token_id=2, max_length=10, temperature=1.0,
+    ...     top_k=5, top_p=None))
+    >>> tokens, num_steps = decode(tf.constant([[5, 6, 7, 0]]), tf.constant(0))
+    >>> tokens.shape
+    TensorShape([1, 10])
+    """
+    batch_size = tf.shape(encoder_token_ids)[0]
+    cross_attention_caches, encoder_padding_mask = decoder.encode(encoder_token_ids)
+
+    def keep_going(index, token_ids, finished, tokens, caches):
+        return tf.logical_and(index < max_length, tf.logical_not(tf.reduce_all(finished)))
+
+    def decode_one(index, token_ids, finished, tokens, caches):
+        logits, caches = decoder.step(
+            token_ids, index, caches, cross_attention_caches, encoder_padding_mask
+        )  # (B, V)
+        logits = filter_logits(exclude_padding(logits), temperature, top_k, top_p)
+        step_seed = tf.stack([seed, index])  # (2,)
+        token_ids = tf.random.stateless_categorical(logits, 1, seed=step_seed)  # (B, 1)
+        token_ids = tf.cast(token_ids[:, 0], tf.int32)  # (B,)
+        token_ids = tf.where(finished, 0, token_ids)
+        tokens = write_position(tokens, index, token_ids)  # (B, L)
+        finished = tf.logical_or(finished, is_end(token_ids, end_token_id))
+        return index + 1, token_ids, finished, tokens, caches
+
+    num_steps, _, _, tokens, _ = tf.while_loop(
+        keep_going,
+        decode_one,
+        (
+            tf.constant(0),
+            tf.fill((batch_size,), start_token_id),
+            tf.zeros((batch_size,), tf.bool),
+            tf.zeros((batch_size, max_length), tf.int32),
+            decoder.init_self_attention_caches(batch_size, max_length),
+        ),
+    )
+    return tokens, num_steps
+
+
+def sample(
+    model: keras.Model,
+    encoder_token_ids,
+    *,
+    start_token_id: int,
+    end_token_id: int | None,
+    max_length: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+) -> tf.Tensor:
+    """Translates a batch by sampling each token from the model.
+
+    The next-token distribution is the softmax of the logits divided by
+    `temperature`, restricted to the `top_k` most likely tokens and/or to
+    the smallest set of most likely tokens whose probability reaches `top_p`
+    (nucleus sampling), then renormalized. The padding id 0 is never
+    generated. Same model, inputs, settings and `seed` give the same tokens;
+    `top_k=1` is greedy search. Runs in one XLA-compiled loop with key/value
+    caches like `greedy_search`.
+
+    Args:
+        model: a model from `build_seq2seq_transformer`.
+        encoder_token_ids: int (B, S) source token ids, 0 = padding.
+        start_token_id: the token that starts every target, not returned.
+        end_token_id: the token that ends a target, or None to always
+            generate `max_length` tokens.
+        max_length: the most tokens to generate per row.
+        temperature: > 0; below 1 sharpens, above 1 flattens.
+        top_k: None, or keep only the k most likely tokens.
+        top_p: None, or a probability in (0, 1].
+        seed: an int for reproducible samples; None draws one from Python's
+            `random` (seeded by `keras.utils.set_random_seed`).
+
+    Returns:
+        int32 (B, T) token ids as `greedy_search`: T <= max_length, the end
+        token included, 0 after it.
+
+    Example:
+    >>> model = build_seq2seq_transformer(30, 30, num_layers=1, hidden_dim=16,
+    ...     num_heads=2, intermediate_dim=32)
+    >>> source = np.array([[5, 6, 7, 0]], "int32")
+    >>> tokens = sample(model, source, start_token_id=1, end_token_id=2,
+    ...     max_length=10, top_k=5, seed=0)
+    >>> tokens.shape[1] <= 10
+    True
+    """
+    encoder_token_ids = check_encoder_token_ids(encoder_token_ids)
+    decoder = model_decoder(model)
+    check_settings(decoder, start_token_id, end_token_id, max_length)
+    if not _is_number(temperature) or temperature <= 0:
+        raise ValueError(
+            f"`temperature` must be a number > 0. Received: temperature={temperature!r}"
+        )
+    if top_k is not None:
+        check_positive_int("top_k", top_k)
+        top_k = min(top_k, decoder.vocabulary_size)
+    if top_p is not None and (not _is_number(top_p) or not 0 < top_p <= 1):
+        raise ValueError(f"`top_p` must be a probability in (0, 1]. Received: top_p={top_p!r}")
+    if seed is None:
+        seed = random.randrange(2**31)
+    elif isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"`seed` must be an int or None. Received: seed={seed!r}")
+    search = compiled_search(
+        model,
+        sample_loop,
+        start_token_id=start_token_id,
+        end_token_id=end_token_id,
+        max_length=max_length,
+        temperature=float(temperature),
+        top_k=top_k,
+        top_p=None if top_p is None else float(top_p),
+    )
+    tokens, num_steps = search(encoder_token_ids, tf.constant(seed % 2**31, tf.int32))
+    return tokens[:, :num_steps]

@@ -1,0 +1,116 @@
+import keras
+import numpy as np
+import pytest
+from decoding_reference import (
+    END,
+    START,
+    build_model,
+    mixed_length_source,
+    pad_rows,
+    uncached_greedy,
+)
+
+from keras_transformer.decoding import greedy_search
+
+CONFIGS = [
+    {"tie_embeddings": True, "normalize_first": False, "position_encoding": "sinusoidal"},
+    {"tie_embeddings": False, "normalize_first": True, "position_encoding": "learned"},
+    {"tie_embeddings": True, "normalize_first": True, "position_encoding": "learned"},
+    {"tie_embeddings": False, "normalize_first": False, "position_encoding": "sinusoidal"},
+]
+MAX_LENGTH = 10
+
+
+def _lengths(tokens, end_token_id):
+    """Tokens per row up to and including the first end token."""
+    return [list(row).index(end_token_id) + 1 if end_token_id in row else len(row)
+            for row in tokens]
+
+
+def _end_token_for_mixed_lengths(model, source):
+    """The token that, as the end token, makes the rows of the unconstrained
+    greedy output end at the most different steps."""
+    tokens = uncached_greedy(model, source, end_token_id=None, max_length=MAX_LENGTH)
+    candidates = sorted(set(tokens.flat) - {START})
+    return max(candidates, key=lambda token: len(set(_lengths(tokens, token))))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(map(str, c.values())))
+def test_cached_greedy_equals_the_uncached_prefix_loop(config):
+    model = build_model(**config, seed=7)
+    source = mixed_length_source()
+    end_token_id = _end_token_for_mixed_lengths(model, source)
+
+    expected = uncached_greedy(model, source, end_token_id=end_token_id, max_length=MAX_LENGTH)
+    tokens = np.asarray(greedy_search(
+        model, source, start_token_id=START, end_token_id=end_token_id, max_length=MAX_LENGTH
+    ))
+    assert tokens.dtype == "int32"
+    np.testing.assert_array_equal(tokens, expected)
+    # Rows end at different steps; each keeps its end token, then holds 0.
+    lengths = _lengths(tokens, end_token_id)
+    assert len(set(lengths)) > 1 and tokens.shape[1] == max(lengths), lengths
+    for row, length in zip(tokens, lengths):
+        assert np.all(row[:length] != 0) and np.all(row[length:] == 0)
+
+
+def test_a_model_that_always_predicts_end_stops_after_one_step():
+    model = build_model(tie_embeddings=False)
+    bias = model.get_layer("logits").bias
+    bias.assign(np.where(np.arange(30) == END, 100.0, 0.0))
+    tokens = greedy_search(
+        model, mixed_length_source(), start_token_id=START, end_token_id=END, max_length=8
+    )
+    np.testing.assert_array_equal(tokens, np.full((4, 1), END))
+
+
+def test_no_end_token_generates_max_length_tokens_and_never_padding():
+    model = build_model(seed=2)
+    tokens = np.asarray(greedy_search(
+        model, mixed_length_source(), start_token_id=START, end_token_id=None, max_length=7
+    ))
+    assert tokens.shape == (4, 7) and np.all(tokens != 0)
+
+
+def test_each_sentence_decodes_as_in_a_batch_of_mixed_lengths():
+    model = build_model(tie_embeddings=False, normalize_first=True, seed=7)
+    source = mixed_length_source()
+    settings = {"start_token_id": START, "end_token_id": END, "max_length": MAX_LENGTH}
+    batch = np.asarray(greedy_search(model, source, **settings))
+    alone = [np.asarray(greedy_search(model, row[None], **settings))[0] for row in source]
+    np.testing.assert_array_equal(batch, pad_rows(alone, batch.shape[1]))
+    # Padding the source longer changes nothing either.
+    padded = np.pad(source, ((0, 0), (0, 3)))
+    np.testing.assert_array_equal(greedy_search(model, padded, **settings), batch)
+
+
+def test_greedy_search_works_after_a_keras_reload(tmp_path):
+    model = build_model(tie_embeddings=False, position_encoding="learned", seed=5)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    settings = {"start_token_id": START, "end_token_id": END, "max_length": MAX_LENGTH}
+    np.testing.assert_array_equal(
+        greedy_search(reloaded, mixed_length_source(), **settings),
+        greedy_search(model, mixed_length_source(), **settings),
+    )
+
+
+@pytest.mark.parametrize(
+    "source, settings, message",
+    [
+        (np.ones((2, 3), "int32"), {"max_length": 0}, "`max_length` must be a positive integer"),
+        (np.ones((2, 3), "int32"), {"max_length": 2.5}, "Received: max_length=2.5"),
+        (np.ones(3, "int32"), {}, r"shape \(batch, source_length\); received shape \(3,\)"),
+        (np.ones((1, 2, 3), "int32"), {}, r"rank 3"),
+        (np.ones((2, 3), "float32"), {}, "integer token ids; received dtype float32"),
+        (np.ones((2, 3), "int32"), {"start_token_id": 0}, r"in \[1, 30\).*start_token_id=0"),
+        (np.ones((2, 3), "int32"), {"end_token_id": 30}, r"end_token_id=30"),
+        (np.ones((2, 3), "int32"), {"max_length": 25}, "learned target positions for 24"),
+    ],
+)
+def test_bad_arguments_raise_a_clear_value_error(source, settings, message):
+    model = build_model(num_layers=1, position_encoding="learned")
+    arguments = {"start_token_id": START, "end_token_id": END, "max_length": 5, **settings}
+    with pytest.raises(ValueError, match=message):
+        greedy_search(model, source, **arguments)
