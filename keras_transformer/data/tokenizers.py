@@ -17,6 +17,8 @@ import tempfile
 
 import keras_hub
 import tensorflow as tf
+from keras_hub.src.tokenizers.word_piece_tokenizer import pretokenize
+from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib
 
 from keras_transformer.data.readers import DataError
 
@@ -48,7 +50,7 @@ _FRENCH_CLOSING_RULE = (r" ([.,%)\]}…])", r"\1")
 
 
 def train_wordpiece_vocabulary(
-    texts: list[str], vocabulary_size: int, lowercase: bool = False
+    texts: list[str], vocabulary_size: int, lowercase: bool = False, min_count: int = 2
 ) -> list[str]:
     """Learns a WordPiece vocabulary, reserved tokens first.
 
@@ -59,6 +61,11 @@ def train_wordpiece_vocabulary(
             does not need more.
         lowercase: whether to lowercase text first (see the module docstring).
             Pass the same value to `build_tokenizer`.
+        min_count: the lowest frequency threshold the learner may settle on
+            to fill the vocabulary. KerasHub's `compute_word_piece_vocabulary`
+            fixes it at 10, so on small corpora a word seen 9 times (the
+            generated corpus's "étudiant") is spelled letter by letter and the
+            vocabulary stays far below `vocabulary_size`.
 
     Returns:
         The tokens: `RESERVED_TOKENS` (ids 0 to 3), then punctuation, characters,
@@ -81,14 +88,20 @@ def train_wordpiece_vocabulary(
             f"`vocabulary_size` must exceed the {len(RESERVED_TOKENS)} reserved tokens. "
             f"Received: {vocabulary_size!r}"
         )
-    return keras_hub.tokenizers.compute_word_piece_vocabulary(
-        tf.data.Dataset.from_tensor_slices(texts).batch(1024),
-        vocabulary_size,
-        lowercase=lowercase,
-        strip_accents=False,
-        split=True,
-        reserved_tokens=RESERVED_TOKENS,
+    if min_count < 1:
+        raise ValueError(f"`min_count` must be at least 1. Received: {min_count!r}")
+    # What `keras_hub.tokenizers.compute_word_piece_vocabulary` does, with the
+    # learner's lower frequency threshold exposed.
+    words = tf.data.Dataset.from_tensor_slices(texts).batch(1024).map(
+        lambda text: pretokenize(text, lowercase, strip_accents=False, split=True)
     )
+    vocabulary = wordpiece_tokenizer_learner_lib.learn(
+        wordpiece_tokenizer_learner_lib.count_words(words),
+        vocab_size=vocabulary_size,
+        reserved_tokens=RESERVED_TOKENS,
+        lower_thresh=min_count,
+    )
+    return vocabulary[:vocabulary_size]
 
 
 def build_tokenizer(
@@ -214,6 +227,7 @@ def save_vocabulary(vocabulary: list[str], path: str | os.PathLike) -> None:
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.writelines(f"{token}\n" for token in vocabulary)
+        os.chmod(temporary_path, 0o644)  # mkstemp creates it readable by its owner only
         os.replace(temporary_path, path)
     except BaseException:
         os.unlink(temporary_path)

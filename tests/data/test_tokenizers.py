@@ -216,3 +216,14 @@ def test_round_trips_shared_multi30k_sentences(side, language):
     restored = detokenize(tokenizer, tokenize(tokenizer, texts), language=language)
     # The rest are quirks of the data, such as "&amp;" or "they 're".
     assert sum(a == b for a, b in zip(texts, restored)) / len(texts) > 0.98
+
+
+def test_rare_words_get_whole_word_tokens_above_min_count():
+    texts = ["Je suis étudiant."] * 3 + [f"Il a {n} chats." for n in range(40)]
+    assert "étudiant" in train_wordpiece_vocabulary(texts, vocabulary_size=200)
+    assert "étudiant" not in train_wordpiece_vocabulary(texts, vocabulary_size=200, min_count=4)
+
+
+def test_min_count_below_one_is_rejected():
+    with pytest.raises(ValueError, match="min_count"):
+        train_wordpiece_vocabulary(["a b"], vocabulary_size=10, min_count=0)
