@@ -5,7 +5,9 @@ All methods use the same random weights: the KerasHub model receives a copy
 of ours, so its greedy tokens must equal ours (checked and printed). Every
 method generates exactly `--new-tokens` tokens (no end token). Reported:
 new tokens per second across the batch (median over `--repeats` timed runs,
-after one warm-up run that compiles).
+after one warm-up run that compiles), the load average while it ran (the
+figures are only comparable at similar load), and the ratios against the
+targets of issue #4 with a met / MISSED verdict.
 
     python benchmarks/decode.py [--repeats 5] [--batch-sizes 1,32]
 """
@@ -31,6 +33,12 @@ INTERMEDIATE_DIM = 1024
 NUM_LAYERS = 3
 MAX_SEQUENCE_LENGTH = 128
 START = 1
+GREEDY, BEAM = "ours greedy (XLA)", "ours beam 4 (XLA)"
+KERAS_HUB, UNCACHED = "KerasHub cached (XLA)", "uncached recompute (graph)"
+# Issue #4: ours greedy at least this many times faster than KerasHub cached,
+# per batch size, and beam 4 at most this many times the time of greedy.
+GREEDY_SPEEDUP_TARGETS = {1: 3.0, 32: 2.0}
+BEAM_COST_TARGET = 2.5
 
 
 def build_models() -> tuple[keras.Model, dict]:
@@ -216,6 +224,48 @@ def median_seconds(runs: dict, repeats: int) -> dict:
     return {name: float(np.median(values)) for name, values in times.items()}
 
 
+def _ratio_rows(seconds: dict, batch_size: int) -> list[tuple[str, float, str]]:
+    """(ratio, value, target) rows of one batch size; the targets are issue #4's."""
+    greedy = seconds[GREEDY]
+    speedup_target = GREEDY_SPEEDUP_TARGETS.get(batch_size)
+    return [
+        (
+            "greedy speedup vs KerasHub cached",
+            seconds[KERAS_HUB] / greedy,
+            "" if speedup_target is None else f">= {speedup_target:g}",
+        ),
+        ("beam 4 time / greedy time", seconds[BEAM] / greedy, f"<= {BEAM_COST_TARGET:g}"),
+        ("greedy speedup vs uncached", seconds[UNCACHED] / greedy, ""),
+    ]
+
+
+def _verdict(value: float, target: str) -> str:
+    if not target:
+        return ""
+    bound = float(target.split()[1])
+    met = value >= bound if target.startswith(">=") else value <= bound
+    return "met" if met else "MISSED"
+
+
+def print_report(results: dict, new_tokens: int) -> None:
+    """Tokens/s per method and batch size, the load while each batch size
+    ran, and the ratios against the targets of issue #4."""
+    batch_sizes = list(results)
+    columns = "".join(f"{f'batch {size}':>16}" for size in batch_sizes)
+    print(f"\n{'new tokens / s':<36}{columns}")
+    for method in results[batch_sizes[0]]["seconds"]:
+        cells = "".join(
+            f"{size * new_tokens / results[size]['seconds'][method]:16.0f}" for size in batch_sizes
+        )
+        print(f"{method:<36}{cells}")
+    loads = "".join(f"{results[size]['load']:16.2f}" for size in batch_sizes)
+    print(f"{'load average (1 min) after timing':<36}{loads}")
+    print(f"\n{'ratio':<36}{'batch':>6}{'value':>9}  {'target':<8} verdict")
+    for size in batch_sizes:
+        for name, value, target in _ratio_rows(results[size]["seconds"], size):
+            print(f"{name:<36}{size:>6}{value:9.2f}  {target:<8} {_verdict(value, target)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -230,13 +280,13 @@ def main() -> None:
     rng = np.random.default_rng(0)
     settings = {"start_token_id": START, "end_token_id": None, "max_length": args.new_tokens}
     print(
-        f"vocabulary {VOCABULARY_SIZE}, hidden {HIDDEN_DIM}, {NUM_HEADS} heads, intermediate "
-        f"{INTERMEDIATE_DIM}, {NUM_LAYERS}+{NUM_LAYERS} layers; source {args.source_length} "
-        f"tokens, {args.new_tokens} new tokens; median of {args.repeats} runs "
-        f"({args.uncached_repeats} uncached); {os.cpu_count()} CPUs, TF {tf.__version__}"
+        f"config: vocabulary {VOCABULARY_SIZE}, hidden {HIDDEN_DIM}, {NUM_HEADS} heads, "
+        f"intermediate {INTERMEDIATE_DIM}, {NUM_LAYERS}+{NUM_LAYERS} layers; source "
+        f"{args.source_length} tokens, {args.new_tokens} new tokens; median of {args.repeats} "
+        f"runs ({args.uncached_repeats} uncached); {os.cpu_count()} CPUs, TF {tf.__version__}"
     )
-    print(f"load average at start: {os.getloadavg()}")
-    rows = []
+    print(f"load average (1, 5, 15 min) at start: {os.getloadavg()}")
+    results = {}
     last_logits = last_logits_function(model)
     for batch_size in (int(size) for size in args.batch_sizes.split(",")):
         source = rng.integers(1, VOCABULARY_SIZE, (batch_size, args.source_length), dtype="int32")
@@ -249,37 +299,18 @@ def main() -> None:
             f"uncached == ours (first 8): {np.array_equal(uncached_tokens, ours[:, :8])}"
         )
         runs = {
-            "ours greedy (XLA)": lambda: greedy_search(model, source, **settings).numpy(),
-            "ours beam 4 (XLA)": lambda: beam_search(model, source, **settings)[0].numpy(),
-            "KerasHub cached (XLA)": lambda: hub_greedy(tf.constant(source)).numpy(),
+            GREEDY: lambda: greedy_search(model, source, **settings).numpy(),
+            BEAM: lambda: beam_search(model, source, **settings)[0].numpy(),
+            KERAS_HUB: lambda: hub_greedy(tf.constant(source)).numpy(),
         }
         seconds = median_seconds(runs, args.repeats)
         # Timed apart, with fewer repeats: a run takes seconds.
         uncached_run = {
-            "uncached recompute (graph)": lambda: uncached_greedy(
-                last_logits, source, args.new_tokens
-            )
+            UNCACHED: lambda: uncached_greedy(last_logits, source, args.new_tokens)
         }
         seconds.update(median_seconds(uncached_run, args.uncached_repeats))
-        new_tokens = batch_size * args.new_tokens
-        for name, value in seconds.items():
-            rows.append((batch_size, name, value * 1000, new_tokens / value))
-        rows.append((batch_size, "load average (1 min)", None, os.getloadavg()[0]))
-        hub_seconds, greedy_seconds = seconds["KerasHub cached (XLA)"], seconds["ours greedy (XLA)"]
-        rows.append((batch_size, "greedy speedup vs KerasHub", None, hub_seconds / greedy_seconds))
-        rows.append(
-            (batch_size, "beam 4 time / greedy time", None,
-             seconds["ours beam 4 (XLA)"] / greedy_seconds)
-        )
-        rows.append(
-            (batch_size, "greedy speedup vs uncached", None,
-             seconds["uncached recompute (graph)"] / greedy_seconds)
-        )
-
-    print(f"\n{'batch':>5}  {'method':<28} {'ms/run':>9} {'tokens/s or ratio':>18}")
-    for batch_size, name, milliseconds, value in rows:
-        shown_ms = "" if milliseconds is None else f"{milliseconds:9.1f}"
-        print(f"{batch_size:>5}  {name:<28} {shown_ms:>9} {value:18.2f}")
+        results[batch_size] = {"seconds": seconds, "load": os.getloadavg()[0]}
+    print_report(results, args.new_tokens)
 
 
 if __name__ == "__main__":

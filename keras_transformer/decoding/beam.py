@@ -88,7 +88,7 @@ def beam_loop(
     cross_attention_caches, encoder_padding_mask = decoder.encode(encoder_token_ids)
     cross_attention_caches = tuple(
         tf.repeat(cache, beam_size, axis=0) for cache in cross_attention_caches
-    )  # (B * K, 2, S, H, Dh) each
+    )  # (B * K, H, S, Dh) each
     encoder_padding_mask = tf.repeat(encoder_padding_mask, beam_size, axis=0)  # (B * K, S)
     # Every row starts from one live beam; the others can never be chosen.
     first_beam = tf.concat([[0.0], tf.fill((beam_size - 1,), EXCLUDED_LOGIT)], axis=0)

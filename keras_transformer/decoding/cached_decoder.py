@@ -27,6 +27,11 @@ def _find_layer(model, name):
     return model.get_layer(name) if name in names else None
 
 
+def _pairs(caches):
+    """The `(keys, values)` pairs of a flat tuple of caches, block by block."""
+    return tuple(zip(caches[0::2], caches[1::2]))
+
+
 class CachedSeq2SeqDecoder:
     """The encoder pass and a one-token decoder step of a seq2seq Transformer.
 
@@ -37,16 +42,19 @@ class CachedSeq2SeqDecoder:
 
     - `encode` runs the encoder once (no dropout; padding mask = ids != 0)
       and projects the keys and values of every cross-attention once.
-    - `init_self_attention_caches` gives a fixed-length buffer per block.
+    - `init_self_attention_caches` gives fixed-length buffers per block.
     - `step` embeds one token per row at position `index`, runs the blocks
       with their caches (the keys and values of the new token are written at
       `index`; earlier positions are attended, later ones never), and
-      returns float32 logits. It calls the decoder blocks directly with one
-      cache tensor per block rather than the stacked (B, L, 2, ...) cache of
+      returns float32 logits. It calls the decoder blocks directly with
+      their own caches rather than the stacked caches of
       `TransformerDecoder`, which would copy every cache at every step.
 
-    Caches are tuples with one tensor per decoder block: self-attention
-    caches (B, 2, L, H, Dh), cross-attention caches (B, 2, S, H, Dh).
+    Caches are flat tuples of tensors, two per decoder block: its keys, then
+    its values (the `(key_cache, value_cache)` pair of `MultiHeadAttention`),
+    of shape (B, H, L, Dh) for self-attention and (B, H, S, Dh) for
+    cross-attention. Each is its own loop variable, which XLA updates in
+    place, and the export names each one.
 
     Args:
         model: a `keras.Model` from `build_seq2seq_transformer`.
@@ -100,19 +108,23 @@ class CachedSeq2SeqDecoder:
 
         Returns:
             `(cross_attention_caches, encoder_padding_mask)`: a tuple of
-            (B, 2, S, H, Dh) per block, and the boolean (B, S) mask
+            (B, H, S, Dh) keys and values per block, and the boolean (B, S) mask
             `encoder_token_ids != 0`.
         """
         encoder_padding_mask = ops.not_equal(encoder_token_ids, 0)  # (B, S)
         x = self.encoder_embedding(encoder_token_ids)  # (B, S, D)
         x = self.encoder(x, padding_mask=encoder_padding_mask)  # (B, S, D)
-        caches = tuple(block.compute_cross_attention_cache(x) for block in self.blocks)
+        caches = tuple(
+            part for block in self.blocks for part in block.compute_cross_attention_cache(x)
+        )
         return caches, encoder_padding_mask
 
     def init_self_attention_caches(self, batch_size, max_length):
-        """Zeros of shape (B, 2, max_length, H, Dh), one per block."""
+        """Zeros of shape (B, H, max_length, Dh), keys and values per block."""
         return tuple(
-            block.init_self_attention_cache(batch_size, max_length) for block in self.blocks
+            part
+            for block in self.blocks
+            for part in block.init_self_attention_cache(batch_size, max_length)
         )
 
     def step(
@@ -130,9 +142,9 @@ class CachedSeq2SeqDecoder:
                 be 0 (padding) for rows whose output is used.
             index: int32 scalar, the position of `token_ids` (0 for the
                 start token).
-            self_attention_caches: tuple of (B, 2, L, H, Dh), positions
+            self_attention_caches: flat tuple of (B, H, L, Dh), positions
                 `< index` filled.
-            cross_attention_caches: tuple of (B, 2, S, H, Dh) from `encode`.
+            cross_attention_caches: flat tuple of (B, H, S, Dh) from `encode`.
             encoder_padding_mask: boolean (B, S) from `encode`.
 
         Returns:
@@ -143,7 +155,7 @@ class CachedSeq2SeqDecoder:
         x = self.decoder_embedding(token_ids[:, None], start_index=index)  # (B, 1, D)
         updated_caches = []
         for block, self_cache, cross_cache in zip(
-            self.blocks, self_attention_caches, cross_attention_caches
+            self.blocks, _pairs(self_attention_caches), _pairs(cross_attention_caches)
         ):
             x, self_cache = block(
                 x,
@@ -151,8 +163,8 @@ class CachedSeq2SeqDecoder:
                 self_attention_cache=self_cache,
                 self_attention_cache_update_index=index,
                 cross_attention_cache=cross_cache,
-            )  # (B, 1, D), (B, 2, L, H, Dh)
-            updated_caches.append(self_cache)
+            )  # (B, 1, D), 2 x (B, H, L, Dh)
+            updated_caches.extend(self_cache)
         if self.final_norm is not None:
             x = self.final_norm(x)
         if self.logits_layer is not None:

@@ -17,23 +17,28 @@ from keras_transformer.layers.validation import (
 def scaled_dot_product_attention(query, key, value, mask=None, dropout=None, training=None):
     """softmax(Q K^T / sqrt(Dh)) V over heads (sections 3.2.1 and 3.2.2).
 
+    Heads come before positions, as in the key/value caches: both products
+    are then matrix products batched over (B, H) that read the keys and
+    values where they are stored. With positions before heads, XLA would
+    copy every key and value into this order first, at every decoding step.
+
     Args:
-        query: (B, T, H, Dh).
-        key: (B, S, H, Dh).
-        value: (B, S, H, Dh).
+        query: (B, H, T, Dh).
+        key: (B, H, S, Dh).
+        value: (B, H, S, Dv).
         mask: None or boolean, broadcastable to (B, T, S); True = may attend.
         dropout: optional Dropout layer applied to the attention weights.
         training: passed to `dropout`.
 
     Returns:
-        (outputs (B, T, H, Dh), weights (B, H, T, S)). The softmax runs in
+        (outputs (B, H, T, Dv), weights (B, H, T, S)). The softmax runs in
         float32 and masked scores are set to a large finite negative number,
         so a fully masked row gives uniform weights instead of NaN, under
         float16 and bfloat16 too.
     """
     head_dim = ops.shape(query)[-1]
     query = query * ops.cast(ops.rsqrt(ops.cast(head_dim, "float32")), query.dtype)
-    scores = ops.einsum("bthd,bshd->bhts", query, key)  # (B, H, T, S)
+    scores = ops.einsum("bhtd,bhsd->bhts", query, key)  # (B, H, T, S)
     scores = ops.cast(scores, "float32")
     if mask is not None:
         mask = ops.expand_dims(mask, axis=-3)  # (B, 1, T, S)
@@ -41,12 +46,25 @@ def scaled_dot_product_attention(query, key, value, mask=None, dropout=None, tra
     weights = ops.cast(ops.softmax(scores, axis=-1), value.dtype)  # (B, H, T, S)
     if dropout is not None:
         weights = dropout(weights, training=training)
-    outputs = ops.einsum("bhts,bshd->bthd", weights, value)  # (B, T, H, Dh)
+    outputs = ops.einsum("bhts,bhsd->bhtd", weights, value)  # (B, H, T, Dv)
     return outputs, weights
+
+
+def _describe(value):
+    if hasattr(value, "shape"):
+        return f"a tensor of shape {tuple(value.shape)}"
+    return repr(value)[:80]
 
 
 def _check_call_arguments(value, return_attention_scores, cache, cache_update_index):
     """Raises ValueError for argument combinations `MultiHeadAttention` cannot serve."""
+    if cache is not None and not (isinstance(cache, (tuple, list)) and len(cache) == 2):
+        raise ValueError(
+            "`cache` must be a pair `(key_cache, value_cache)` of shapes "
+            "(B, H, L, Dh) and (B, H, L, Dv), from `init_cache` or "
+            f"`compute_cache`; received {_describe(cache)}. (Caches were one "
+            "(B, 2, L, H, Dh) tensor before; split them into keys and values.)"
+        )
     if cache is not None and return_attention_scores:
         raise ValueError(
             "`return_attention_scores=True` cannot be combined with a "
@@ -72,9 +90,11 @@ class MultiHeadAttention(keras.layers.Layer):
     self-attention cache the padding masks cover the T new entries; the
     other cache entries count as real (see `cache_padding_mask`).
 
-    Caches. A cache holds the projected keys and values of one layer as one
-    tensor of shape (B, 2, L, H, Dh): `cache[:, 0]` are the keys and
-    `cache[:, 1]` the values of L positions.
+    Caches. A cache holds the projected keys and values of L positions of
+    one layer as a pair `(key_cache, value_cache)` of shapes (B, H, L, Dh)
+    and (B, H, L, Dv): two tensors, heads before positions, so that a
+    decoding loop updates each in place and attention reads them without
+    copies (see `scaled_dot_product_attention`).
     - Self-attention while decoding: pass a fixed-length buffer (zeros from
       `init_cache(batch_size, max_length)`) and `cache_update_index`, the
       position of the first query. The keys and values of the T new queries
@@ -106,7 +126,7 @@ class MultiHeadAttention(keras.layers.Layer):
         use_causal_mask: add a causal mask (a decoder's self-attention).
         return_attention_scores: also return the (B, H, T, S) weights.
         training: enables dropout.
-        cache: optional (B, 2, L, H, Dh) cache, see above.
+        cache: optional `(key_cache, value_cache)` pair, see above.
         cache_update_index: int or scalar tensor, see above.
 
     Returns:
@@ -183,31 +203,35 @@ class MultiHeadAttention(keras.layers.Layer):
 
     def _split_heads(self, x, head_dim):
         batch_size, length = ops.shape(x)[0], ops.shape(x)[1]
-        return ops.reshape(x, (batch_size, length, self.num_heads, head_dim))  # (B, T, H, Dh)
+        x = ops.reshape(x, (batch_size, length, self.num_heads, head_dim))  # (B, T, H, Dh)
+        return ops.transpose(x, (0, 2, 1, 3))  # (B, H, T, Dh)
+
+    def _merge_heads(self, x):
+        x = ops.transpose(x, (0, 2, 1, 3))  # (B, T, H, Dv)
+        batch_size, length = ops.shape(x)[0], ops.shape(x)[1]
+        return ops.reshape(x, (batch_size, length, self.num_heads * self.value_dim))
 
     def _project_keys_and_values(self, value, key=None):
         key = value if key is None else key
-        keys = self._split_heads(self.key_dense(key), self.key_dim)  # (B, S, H, Dh)
-        values = self._split_heads(self.value_dense(value), self.value_dim)  # (B, S, H, Dv)
+        keys = self._split_heads(self.key_dense(key), self.key_dim)  # (B, H, S, Dh)
+        values = self._split_heads(self.value_dense(value), self.value_dim)  # (B, H, S, Dv)
         return keys, values
 
-    def _check_cache_layout(self):
-        if self.key_dim != self.value_dim:
-            raise ValueError(
-                "A key/value cache needs `key_dim == value_dim`, received "
-                f"key_dim={self.key_dim} and value_dim={self.value_dim}."
-            )
-
     def compute_cache(self, value, key=None):
-        """Projects keys and values once: a (B, 2, S, H, Dh) cross-attention cache."""
-        self._check_cache_layout()
-        return ops.stack(self._project_keys_and_values(value, key), axis=1)  # (B, 2, S, H, Dh)
+        """Projects keys and values once: the cross-attention cache, a pair
+        of (B, H, S, Dh) keys and (B, H, S, Dv) values."""
+        return self._project_keys_and_values(value, key)
 
     def init_cache(self, batch_size, max_length):
-        """An empty (B, 2, max_length, H, Dh) self-attention cache of zeros."""
-        self._check_cache_layout()
-        shape = (batch_size, 2, max_length, self.num_heads, self.key_dim)
-        return ops.zeros(shape, dtype=self.compute_dtype)
+        """An empty self-attention cache: zeros of (B, H, max_length, Dh)
+        for the keys and (B, H, max_length, Dv) for the values."""
+        keys = ops.zeros(
+            (batch_size, self.num_heads, max_length, self.key_dim), dtype=self.compute_dtype
+        )
+        values = ops.zeros(
+            (batch_size, self.num_heads, max_length, self.value_dim), dtype=self.compute_dtype
+        )
+        return keys, values
 
     def call(
         self,
@@ -224,31 +248,31 @@ class MultiHeadAttention(keras.layers.Layer):
         cache_update_index=None,
     ):
         _check_call_arguments(value, return_attention_scores, cache, cache_update_index)
-        queries = self._split_heads(self.query_dense(query), self.key_dim)  # (B, T, H, Dh)
+        queries = self._split_heads(self.query_dense(query), self.key_dim)  # (B, H, T, Dh)
         if cache is not None and cache_update_index is None:
-            keys, values = cache[:, 0], cache[:, 1]  # (B, S, H, Dh)
+            keys, values = cache  # (B, H, S, Dh), (B, H, S, Dv)
         else:
-            keys, values = self._project_keys_and_values(value, key)  # (B, S, H, Dh)
+            keys, values = self._project_keys_and_values(value, key)  # (B, H, S, Dh|Dv)
             if cache is not None:
-                update = ops.stack([keys, values], axis=1)  # (B, 2, T, H, Dh)
-                cache = ops.slice_update(cache, (0, 0, cache_update_index, 0, 0), update)
-                keys, values = cache[:, 0], cache[:, 1]  # (B, L, H, Dh)
+                start = (0, 0, cache_update_index, 0)
+                keys = ops.slice_update(cache[0], start, keys)  # (B, H, L, Dh)
+                values = ops.slice_update(cache[1], start, values)  # (B, H, L, Dv)
+                cache = (keys, values)
 
+        query_length, key_length = ops.shape(queries)[2], ops.shape(keys)[2]
         causal = None
         if use_causal_mask or cache_update_index is not None:
             start = 0 if cache_update_index is None else cache_update_index
-            causal = causal_mask(ops.shape(queries)[1], ops.shape(keys)[1], start)
+            causal = causal_mask(query_length, key_length, start)
         padding_mask = merge_padding_masks(value_mask, key_mask)  # (B, S)
         if padding_mask is not None and cache_update_index is not None:
-            padding_mask = cache_padding_mask(padding_mask, ops.shape(keys)[1], cache_update_index)
+            padding_mask = cache_padding_mask(padding_mask, key_length, cache_update_index)
         mask = merge_masks(padding_mask, attention_mask, causal)  # (B, T, S)
 
         outputs, weights = scaled_dot_product_attention(
             queries, keys, values, mask, self.dropout_layer, training
-        )
-        batch_size, length = ops.shape(outputs)[0], ops.shape(outputs)[1]
-        outputs = ops.reshape(outputs, (batch_size, length, self.num_heads * self.value_dim))
-        outputs = self.output_dense(outputs)  # (B, T, D)
+        )  # (B, H, T, Dv), (B, H, T, S)
+        outputs = self.output_dense(self._merge_heads(outputs))  # (B, T, D)
         if cache is not None:
             return outputs, cache
         if return_attention_scores:
@@ -268,7 +292,7 @@ class MultiHeadAttention(keras.layers.Layer):
         output_dim = self.output_dim or query.shape[-1]
         outputs = keras.KerasTensor(query.shape[:-1] + (output_dim,), self.compute_dtype)
         if cache is not None:
-            return outputs, keras.KerasTensor(cache.shape, cache.dtype)
+            return outputs, tuple(keras.KerasTensor(part.shape, part.dtype) for part in cache)
         if return_attention_scores:
             key_length = (value if value is not None else query).shape[1]
             shape = (query.shape[0], self.num_heads, query.shape[1], key_length)

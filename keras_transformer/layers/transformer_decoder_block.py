@@ -15,10 +15,11 @@ class TransformerDecoderBlock(TransformerBlockBase):
     Residuals and LayerNorms are as in `TransformerEncoderBlock`.
 
     Caches for fast decoding (see `MultiHeadAttention` for the layout):
-    - `self_attention_cache`: (B, 2, L, H, Dh) buffer of earlier steps' keys
-      and values, from `init_self_attention_cache`, updated at
+    - `self_attention_cache`: `(key_cache, value_cache)` buffers of shape
+      (B, H, L, Dh) holding earlier steps' keys and values, from
+      `init_self_attention_cache`, updated at
       `self_attention_cache_update_index`, the position of the first query.
-    - `cross_attention_cache`: (B, 2, S, H, Dh) from
+    - `cross_attention_cache`: `(keys, values)` of shape (B, H, S, Dh) from
       `compute_cross_attention_cache(encoder_sequence)`, computed once per
       source; `encoder_sequence` may then be None.
     With a `self_attention_cache` the block returns
@@ -69,11 +70,11 @@ class TransformerDecoderBlock(TransformerBlockBase):
         )
 
     def init_self_attention_cache(self, batch_size, max_length):
-        """Zeros of shape (B, 2, max_length, H, Dh)."""
+        """`(key_cache, value_cache)`, zeros of shape (B, H, max_length, Dh)."""
         return self.self_attention.init_cache(batch_size, max_length)
 
     def compute_cross_attention_cache(self, encoder_sequence):
-        """Encoder keys and values, shape (B, 2, S, H, Dh)."""
+        """Encoder `(keys, values)`, each of shape (B, H, S, Dh)."""
         return self.cross_attention.compute_cache(encoder_sequence)
 
     def call(
@@ -136,10 +137,65 @@ class TransformerDecoderBlock(TransformerBlockBase):
             return x
         return x, self_attention_cache
 
+    def call_with_cross_attention_scores(
+        self,
+        decoder_sequence,
+        encoder_sequence,
+        decoder_padding_mask=None,
+        encoder_padding_mask=None,
+    ):
+        """The inference pass of `call`, also returning the cross-attention weights.
+
+        Runs without dropout and without caches, for inspecting which source
+        positions each target position attends to (section 3.2.3). The
+        outputs equal `call(..., training=False)`. The block must be built
+        (called once, or loaded with its model).
+
+        Args:
+            decoder_sequence: (B, T, D).
+            encoder_sequence: (B, S, De).
+            decoder_padding_mask, encoder_padding_mask: as in `call`; default
+                to the Keras masks of the sequences.
+
+        Returns:
+            `(outputs (B, T, D), weights (B, H, T, S))`; each row of weights
+            sums to 1 and is 0 at encoder padding.
+
+        Example:
+        >>> block = TransformerDecoderBlock(num_heads=2, intermediate_dim=16)
+        >>> x, y = keras.ops.ones((1, 3, 8)), keras.ops.ones((1, 5, 8))
+        >>> _ = block(x, y)  # builds the block
+        >>> outputs, weights = block.call_with_cross_attention_scores(x, y)
+        >>> tuple(weights.shape)
+        (1, 2, 3, 5)
+        """
+        if decoder_padding_mask is None:
+            decoder_padding_mask = get_keras_mask(decoder_sequence)
+        if encoder_padding_mask is None:
+            encoder_padding_mask = get_keras_mask(encoder_sequence)
+        x = decoder_sequence
+        y = self._normalize_first(x, self.self_attention_norm)
+        y = self.self_attention(y, y, value_mask=decoder_padding_mask, use_causal_mask=True)
+        x = self._add_and_normalize(
+            x, y, self.self_attention_norm, self.self_attention_dropout, False
+        )
+        y = self._normalize_first(x, self.cross_attention_norm)
+        y, weights = self.cross_attention(
+            y, encoder_sequence, value_mask=encoder_padding_mask, return_attention_scores=True
+        )  # (B, T, D), (B, H, T, S)
+        x = self._add_and_normalize(
+            x, y, self.cross_attention_norm, self.cross_attention_dropout, False
+        )
+        y = self.feed_forward(self._normalize_first(x, self.feed_forward_norm))
+        x = self._add_and_normalize(
+            x, y, self.feed_forward_norm, self.feed_forward_dropout, False
+        )
+        return x, weights
+
     def compute_output_spec(self, decoder_sequence, *args, self_attention_cache=None, **kwargs):
         outputs = keras.KerasTensor(decoder_sequence.shape, self.compute_dtype)
         if self_attention_cache is None:
             return outputs
-        return outputs, keras.KerasTensor(
-            self_attention_cache.shape, self_attention_cache.dtype
+        return outputs, tuple(
+            keras.KerasTensor(part.shape, part.dtype) for part in self_attention_cache
         )

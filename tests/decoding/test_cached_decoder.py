@@ -40,13 +40,14 @@ def test_step_by_step_logits_equal_one_full_pass(config):
     assert logits.dtype == "float32"
 
 
-def test_caches_have_one_tensor_per_block_in_the_layer_layout():
+def test_caches_have_keys_and_values_per_block_in_the_layer_layout():
     model = build_model(num_layers=2)
     decoder = CachedSeq2SeqDecoder(model)
     cross_attention_caches, encoder_padding_mask = decoder.encode(mixed_length_source(3, 5))
     self_attention_caches = decoder.init_self_attention_caches(3, 9)
-    assert [tuple(cache.shape) for cache in cross_attention_caches] == [(3, 2, 5, 2, 8)] * 2
-    assert [tuple(cache.shape) for cache in self_attention_caches] == [(3, 2, 9, 2, 8)] * 2
+    # Keys, then values, of each block: (B, H, S or L, Dh).
+    assert [tuple(cache.shape) for cache in cross_attention_caches] == [(3, 2, 5, 8)] * 4
+    assert [tuple(cache.shape) for cache in self_attention_caches] == [(3, 2, 9, 8)] * 4
     assert encoder_padding_mask.dtype == "bool"
     np.testing.assert_array_equal(encoder_padding_mask, mixed_length_source(3, 5) != 0)
 

@@ -183,15 +183,31 @@ def test_fully_masked_rows_are_finite_and_uniform(inputs, dtype, atol):
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 def test_scaled_dot_product_attention_masks_in_low_precision(dtype):
-    query = keras.ops.full((1, 2, 1, 4), 3.0, dtype)
-    key = keras.ops.full((1, 3, 1, 4), 3.0, dtype)
-    value = keras.ops.convert_to_tensor(np.arange(12).reshape(1, 3, 1, 4), dtype)
+    query = keras.ops.full((1, 1, 2, 4), 3.0, dtype)  # (B, H, T, Dh)
+    key = keras.ops.full((1, 1, 3, 4), 3.0, dtype)  # (B, H, S, Dh)
+    value = keras.ops.convert_to_tensor(np.arange(12).reshape(1, 1, 3, 4), dtype)
     mask = np.array([[[True, False, False], [False, False, False]]])  # (B, T, S)
     outputs, weights = scaled_dot_product_attention(query, key, value, mask)
     assert keras.backend.standardize_dtype(outputs.dtype) == dtype
+    assert tuple(outputs.shape) == (1, 1, 2, 4)
     expected_weights = [[1, 0, 0], [1 / 3, 1 / 3, 1 / 3]]
     np.testing.assert_allclose(to_numpy(weights)[0, 0], expected_weights, atol=1e-2)
-    np.testing.assert_allclose(to_numpy(outputs)[0, :, 0], [[0, 1, 2, 3], [4, 5, 6, 7]], atol=5e-2)
+    np.testing.assert_allclose(to_numpy(outputs)[0, 0], [[0, 1, 2, 3], [4, 5, 6, 7]], atol=5e-2)
+
+
+@pytest.mark.parametrize("query_length", [1, 3])
+def test_scaled_dot_product_attention_is_head_major(rng, query_length):
+    query = rng.normal(size=(2, 3, query_length, 4)).astype("float32")  # (B, H, T, Dh)
+    key = rng.normal(size=(2, 3, 5, 4)).astype("float32")  # (B, H, S, Dh)
+    value = rng.normal(size=(2, 3, 5, 6)).astype("float32")  # (B, H, S, Dv)
+    mask = rng.random((2, query_length, 5)) < 0.7
+    mask[..., 0] = True
+    outputs, weights = scaled_dot_product_attention(query, key, value, mask)
+    scores = np.einsum("bhtd,bhsd->bhts", query, key) / 2.0
+    expected_weights = softmax(np.where(mask[:, None], scores, -np.inf))
+    np.testing.assert_allclose(to_numpy(weights), expected_weights, atol=1e-6)
+    expected = np.einsum("bhts,bhsd->bhtd", expected_weights, value)
+    np.testing.assert_allclose(to_numpy(outputs), expected, atol=1e-5)
 
 
 def test_dropout_only_in_training(inputs):
@@ -212,16 +228,18 @@ def test_token_by_token_cache_equals_full_causal_pass(inputs, extra_length):
     x = inputs["x"]
     full = to_numpy(layer(x, x, use_causal_mask=True))
     cache = layer.init_cache(B, T + extra_length)
-    assert cache.shape == (B, 2, T + extra_length, H, DH)
+    assert [tuple(part.shape) for part in cache] == [(B, H, T + extra_length, DH)] * 2
     steps = []
     for index in range(T):
         step, cache = layer(x[:, index : index + 1], x[:, index : index + 1],
                             cache=cache, cache_update_index=index)
         steps.append(to_numpy(step))
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
-    np.testing.assert_allclose(to_numpy(cache)[:, :, T:], 0.0)
-    keys = to_numpy(layer.key_dense(x)).reshape(B, T, H, DH)
-    np.testing.assert_allclose(to_numpy(cache)[:, 0, :T], keys, atol=1e-6)
+    key_cache, value_cache = to_numpy(cache[0]), to_numpy(cache[1])  # (B, H, L, Dh)
+    np.testing.assert_allclose(key_cache[:, :, T:], 0.0)
+    np.testing.assert_allclose(value_cache[:, :, T:], 0.0)
+    keys = to_numpy(layer.key_dense(x)).reshape(B, T, H, DH).transpose(0, 2, 1, 3)
+    np.testing.assert_allclose(key_cache[:, :, :T], keys, atol=1e-6)
 
 
 def test_cache_loop_in_a_compiled_function_with_a_tensor_index(inputs):
@@ -265,10 +283,11 @@ def test_cross_attention_cache_equals_the_no_cache_path(inputs):
     value_mask = padding([5, 7], S)
     expected = layer(inputs["query"], inputs["value"], value_mask=value_mask)
     cache = layer.compute_cache(inputs["value"])
-    assert cache.shape == (B, 2, S, H, DH)
+    assert [tuple(part.shape) for part in cache] == [(B, H, S, DH)] * 2
     outputs, returned = layer(inputs["query"], value_mask=value_mask, cache=cache)
     np.testing.assert_allclose(to_numpy(outputs), to_numpy(expected), atol=1e-6)
-    np.testing.assert_array_equal(to_numpy(returned), to_numpy(cache))
+    for returned_part, part in zip(returned, cache, strict=True):
+        np.testing.assert_array_equal(to_numpy(returned_part), to_numpy(part))
     for index in range(T):
         step, _ = layer(inputs["query"][:, index : index + 1], value_mask=value_mask, cache=cache)
         np.testing.assert_allclose(to_numpy(step)[:, 0], to_numpy(expected)[:, index], atol=1e-6)
@@ -284,10 +303,23 @@ def test_cache_misuse_raises(inputs):
     with pytest.raises(ValueError, match="return_attention_scores"):
         layer(x, x, cache=layer.init_cache(B, T), cache_update_index=0,
               return_attention_scores=True)
-    uneven = MultiHeadAttention(H, DH, value_dim=3)
-    uneven.build((None, None, D))
-    with pytest.raises(ValueError, match="key_dim=4 and value_dim=3"):
-        uneven.init_cache(B, T)
+    with pytest.raises(ValueError, match=r"pair.*received a tensor of shape \(2, 2, 5, 2, 4\)"):
+        layer(x, x, cache=np.zeros((B, 2, T, H, DH), "float32"), cache_update_index=0)
+
+
+def test_cache_with_value_dim_different_from_key_dim(inputs):
+    layer = MultiHeadAttention(H, DH, value_dim=3)
+    layer.build((None, None, D))
+    x = inputs["x"]
+    full = to_numpy(layer(x, x, use_causal_mask=True))
+    cache = layer.init_cache(B, T)
+    assert [tuple(part.shape) for part in cache] == [(B, H, T, DH), (B, H, T, 3)]
+    steps = []
+    for index in range(T):
+        step, cache = layer(x[:, index : index + 1], x[:, index : index + 1],
+                            cache=cache, cache_update_index=index)
+        steps.append(to_numpy(step))
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
 
 
 # --- configuration, serialization, training -----------------------------------

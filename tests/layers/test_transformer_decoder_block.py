@@ -3,7 +3,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_transformer.layers import TokenAndPositionEmbedding, TransformerDecoderBlock
+from keras_transformer.layers import (
+    TokenAndPositionEmbedding,
+    TransformerDecoder,
+    TransformerDecoderBlock,
+)
 from keras_transformer.layers.masks import get_keras_mask, set_keras_mask
 
 B, T, S, D, DE = 2, 5, 7, 8, 12
@@ -112,7 +116,7 @@ def test_reads_keras_masks_when_no_padding_masks_are_passed(decoder_sequence, en
 def cached_loop(block, decoder_sequence, encoder_sequence=None, encoder_mask=None,
                 cross_attention_cache=None, max_length=T, decoder_mask=None):
     cache = block.init_self_attention_cache(B, max_length)
-    assert cache.shape == (B, 2, max_length, 2, D // 2)
+    assert [tuple(part.shape) for part in cache] == [(B, 2, max_length, D // 2)] * 2
     steps = []
     for index in range(T):
         step_mask = None if decoder_mask is None else decoder_mask[:, index : index + 1]
@@ -137,7 +141,7 @@ def test_cached_loop_with_cross_attention_cache_equals_full_pass(
     encoder_mask = padding(ENCODER_LENGTHS, S)
     full = to_numpy(block(decoder_sequence, encoder_sequence, encoder_padding_mask=encoder_mask))
     cross_attention_cache = block.compute_cross_attention_cache(encoder_sequence)
-    assert cross_attention_cache.shape == (B, 2, S, 2, D // 2)
+    assert [tuple(part.shape) for part in cross_attention_cache] == [(B, 2, S, D // 2)] * 2
     steps, _ = cached_loop(block, decoder_sequence, encoder_mask=encoder_mask,
                            cross_attention_cache=cross_attention_cache, max_length=T + 2)
     np.testing.assert_allclose(steps, full, atol=1e-5)
@@ -255,3 +259,41 @@ def test_mixed_precision_forward_and_training_step(dtype_policy):
     after = [to_numpy(w) for w in block.trainable_weights]
     assert all(np.isfinite(w).all() for w in after)
     assert any(not np.allclose(a, b) for a, b in zip(after, before))
+
+
+# --- cross-attention weights ---------------------------------------------------
+
+
+@pytest.mark.parametrize("normalize_first", [False, True])
+def test_call_with_cross_attention_scores_matches_call(decoder_sequence, encoder_sequence,
+                                                       normalize_first):
+    block = make_block(normalize_first=normalize_first)
+    decoder_mask, encoder_mask = padding(DECODER_LENGTHS, T), padding(ENCODER_LENGTHS, S)
+    expected = block(decoder_sequence, encoder_sequence, decoder_padding_mask=decoder_mask,
+                     encoder_padding_mask=encoder_mask)
+    outputs, weights = block.call_with_cross_attention_scores(
+        masked(decoder_sequence, decoder_mask), masked(encoder_sequence, encoder_mask)
+    )
+    np.testing.assert_allclose(to_numpy(outputs), to_numpy(expected), atol=1e-6)
+    weights = to_numpy(weights)
+    assert weights.shape == (B, 2, T, S)
+    np.testing.assert_allclose(weights.sum(axis=-1), 1.0, atol=1e-5)
+    assert np.all(weights[~np.broadcast_to(encoder_mask[:, None, None, :], weights.shape)] == 0)
+
+
+def test_decoder_stacks_every_blocks_cross_attention_scores(decoder_sequence, rng):
+    decoder = TransformerDecoder(3, num_heads=2, intermediate_dim=16, dropout=0.0)
+    encoder_sequence = rng.normal(size=(B, S, D)).astype("float32")
+    encoder_mask = padding(ENCODER_LENGTHS, S)
+    expected = decoder(decoder_sequence, encoder_sequence, encoder_padding_mask=encoder_mask)
+    outputs, weights = decoder.call_with_cross_attention_scores(
+        decoder_sequence, encoder_sequence, encoder_padding_mask=encoder_mask
+    )
+    np.testing.assert_allclose(to_numpy(outputs), to_numpy(expected), atol=1e-5)
+    assert tuple(weights.shape) == (B, 3, 2, T, S)
+    x = decoder_sequence
+    for index, block in enumerate(decoder.blocks):
+        x, block_weights = block.call_with_cross_attention_scores(
+            x, encoder_sequence, encoder_padding_mask=encoder_mask
+        )
+        np.testing.assert_allclose(to_numpy(weights[:, index]), to_numpy(block_weights))
