@@ -1,0 +1,96 @@
+"""The layout of a run directory: what `train` writes and `Translator` reads.
+
+    RUN_DIR/config.json               TranslationConfig fields, "direction", and
+                                      the actual vocabulary sizes
+    RUN_DIR/source_vocabulary.txt     one token per line, id order
+    RUN_DIR/target_vocabulary.txt
+    RUN_DIR/model.keras               the final model, written atomically
+    RUN_DIR/test.tsv                  source<TAB>reference, the test split
+    RUN_DIR/checkpoints/epoch_NNN.keras  the model after each epoch
+    RUN_DIR/backup/                   BackupAndRestore state while training
+    RUN_DIR/logs/                     TensorBoard event files
+"""
+
+import json
+import os
+from pathlib import Path
+
+from keras_transformer.data import DataError
+from keras_transformer.translation.config import TranslationConfig, write_text_atomic
+
+CONFIG_FILE = "config.json"
+SOURCE_VOCABULARY_FILE = "source_vocabulary.txt"
+TARGET_VOCABULARY_FILE = "target_vocabulary.txt"
+MODEL_FILE = "model.keras"
+TEST_FILE = "test.tsv"
+CHECKPOINT_DIR = "checkpoints"
+BACKUP_DIR = "backup"
+LOG_DIR = "logs"
+CHECKPOINT_PATTERN = "epoch_{epoch:03d}.keras"
+
+# What `Translator.from_run_dir` needs.
+REQUIRED_FILES = (CONFIG_FILE, SOURCE_VOCABULARY_FILE, TARGET_VOCABULARY_FILE, MODEL_FILE)
+
+
+def check_run_dir(run_dir: str | os.PathLike, required=REQUIRED_FILES) -> Path:
+    """The run directory as a `Path`, or a FileNotFoundError naming what is missing."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"Run directory {str(run_dir)!r} does not exist. Expected a directory "
+            f"written by `keras-transformer train --output-dir {run_dir}`."
+        )
+    missing = [name for name in required if not (path / name).is_file()]
+    if missing:
+        hint = " (has training finished?)" if MODEL_FILE in missing else ""
+        raise FileNotFoundError(
+            f"Run directory {str(run_dir)!r} is incomplete{hint}: missing {missing}. "
+            f"A finished run holds {list(required)}."
+        )
+    return path
+
+
+def write_run_config(run_dir: Path, config: TranslationConfig, direction: str) -> None:
+    """Writes config.json: the config's fields plus "direction"."""
+    values = {**json.loads(config.to_json()), "direction": direction}
+    write_text_atomic(run_dir / CONFIG_FILE, json.dumps(values, indent=2, sort_keys=True) + "\n")
+
+
+def read_run_config(run_dir: Path) -> tuple[TranslationConfig, str]:
+    """Reads config.json back as `(config, direction)`."""
+    path = run_dir / CONFIG_FILE
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not a valid JSON config ({error}).") from None
+    if not isinstance(values, dict) or "direction" not in values:
+        raise ValueError(f"{path}: expected a JSON object with a \"direction\" key.")
+    direction = values.pop("direction")
+    return TranslationConfig.from_dict(values, source=str(path)), direction
+
+
+def write_test_split(run_dir: Path, pairs: list[tuple[str, str]]) -> None:
+    """Writes test.tsv, one `source<TAB>reference` line per pair."""
+    write_text_atomic(run_dir / TEST_FILE, "".join(f"{s}\t{t}\n" for s, t in pairs))
+
+
+def read_test_split(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """Reads a `source<TAB>reference` file such as test.tsv."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file.") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not valid UTF-8.") from None
+    pairs = []
+    for number, line in enumerate(lines, start=1):
+        fields = line.split("\t")
+        if len(fields) != 2:
+            raise DataError(
+                f"{path}:{number}: expected 'source<TAB>reference', "
+                f"found {len(fields)} tab-separated field(s)."
+            )
+        pairs.append((fields[0], fields[1]))
+    if not pairs:
+        raise DataError(f"{path}: the file holds no sentence pairs.")
+    return pairs

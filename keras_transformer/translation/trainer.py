@@ -1,0 +1,246 @@
+"""Training a translation model into a run directory, with resume after interruption."""
+
+import dataclasses
+import logging
+import math
+import os
+from pathlib import Path
+
+import keras
+
+from keras_transformer.data import (
+    DataError,
+    build_tokenizer,
+    default_splits,
+    load_corpus,
+    load_vocabulary,
+    make_dataset,
+    parse_direction,
+    save_vocabulary,
+    split_pairs,
+    train_wordpiece_vocabulary,
+)
+from keras_transformer.models import build_seq2seq_transformer
+from keras_transformer.training import (
+    MaskedAccuracy,
+    MaskedSparseCategoricalCrossentropy,
+    transformer_adam,
+)
+from keras_transformer.translation.config import TranslationConfig, resolve_config
+from keras_transformer.translation.run_directory import (
+    BACKUP_DIR,
+    CHECKPOINT_DIR,
+    CHECKPOINT_PATTERN,
+    CONFIG_FILE,
+    LOG_DIR,
+    MODEL_FILE,
+    SOURCE_VOCABULARY_FILE,
+    TARGET_VOCABULARY_FILE,
+    read_run_config,
+    write_run_config,
+    write_test_split,
+)
+from keras_transformer.translation.summaries import EpochSummaries
+from keras_transformer.translation.translator import Translator
+
+Pair = tuple[str, str]
+
+# Fields that may differ between an interrupted run and its resumption:
+# the epoch count, and the vocabulary sizes (upper bounds when requested,
+# actual sizes once written).
+_RESUMABLE_CHANGES = ("epochs", "source_vocabulary_size", "target_vocabulary_size")
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite and `TerminateOnNaN` stopped training."""
+
+
+def load_splits(data: str | os.PathLike | None, direction: str, seed: int) -> dict[str, list[Pair]]:
+    """Train, validation and test pairs: the embedded corpus when `data` is None
+    (French -> English, or reversed for "en-fr"), else `load_corpus(data)`
+    split 80/10/10 over distinct source sentences."""
+    source_language, target_language = parse_direction(direction)
+    if data is not None:
+        return split_pairs(load_corpus(data, direction), seed=seed)
+    if {source_language, target_language} != {"fr", "en"}:
+        raise ValueError(
+            f"The embedded corpus is French-English; received direction {direction!r}. "
+            "Use 'fr-en' or 'en-fr', or pass --data."
+        )
+    splits = default_splits(seed=seed)
+    if source_language == "en":
+        splits = {name: [(t, s) for s, t in pairs] for name, pairs in splits.items()}
+    return splits
+
+
+def _prepare_run_dir(run_dir: Path, config: TranslationConfig, direction: str) -> bool:
+    """Creates the run directory; returns whether it holds a run to resume.
+
+    Raises ValueError when it holds a run with another config or direction.
+    """
+    if not (run_dir / CONFIG_FILE).is_file():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return False
+    previous, previous_direction = read_run_config(run_dir)
+    changed = sorted(
+        name
+        for name, value in dataclasses.asdict(config).items()
+        if name not in _RESUMABLE_CHANGES and getattr(previous, name) != value
+    )
+    if previous_direction != direction:
+        changed.append("direction")
+    if changed:
+        raise ValueError(
+            f"{run_dir} holds a run with a different {', '.join(changed)}; resuming needs "
+            "the same settings. Choose a new --output-dir or delete the old run."
+        )
+    return True
+
+
+def _vocabularies(run_dir: Path, train_pairs: list[Pair], config: TranslationConfig, resume: bool):
+    """The run's vocabularies: read back when resuming, else learned and saved."""
+    paths = (run_dir / SOURCE_VOCABULARY_FILE, run_dir / TARGET_VOCABULARY_FILE)
+    if resume and all(path.is_file() for path in paths):
+        return [load_vocabulary(path) for path in paths]
+    vocabularies = []
+    for side, size, path in zip(
+        (0, 1), (config.source_vocabulary_size, config.target_vocabulary_size), paths
+    ):
+        texts = [pair[side] for pair in train_pairs]
+        vocabulary = train_wordpiece_vocabulary(texts, size, lowercase=config.lowercase)
+        save_vocabulary(vocabulary, path)
+        vocabularies.append(vocabulary)
+    return vocabularies
+
+
+def _callbacks(run_dir: Path) -> list[keras.callbacks.Callback]:
+    (run_dir / CHECKPOINT_DIR).mkdir(exist_ok=True)
+    return [
+        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR)),
+        keras.callbacks.ModelCheckpoint(str(run_dir / CHECKPOINT_DIR / CHECKPOINT_PATTERN)),
+        EpochSummaries(str(run_dir / LOG_DIR)),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+
+
+def save_model_atomic(model: keras.Model, path: Path) -> None:
+    """Saves to a temporary `.keras` file beside `path`, then renames it."""
+    temporary = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(temporary)
+    os.replace(temporary, path)
+
+
+def train(
+    config: TranslationConfig | str,
+    output_dir: str | os.PathLike,
+    data: str | os.PathLike | None = None,
+    direction: str = "fr-en",
+    epochs: int | None = None,
+    *,
+    callbacks: list[keras.callbacks.Callback] | None = None,
+    verbose: str | int = "auto",
+) -> Translator:
+    """Trains a translation model and writes a complete run directory.
+
+    Learns WordPiece vocabularies on the training split, builds the model
+    from the config, trains it with the paper's optimizer, schedule and
+    label smoothing, checkpoints every epoch, and saves the final model.
+    Re-running the same call after an interruption resumes from the last
+    finished epoch (`keras.callbacks.BackupAndRestore`). See
+    `run_directory` for the files written.
+
+    Args:
+        config: a `TranslationConfig`, a recipe name ("tiny", "small",
+            "base") or a JSON file (see `resolve_config`).
+        output_dir: the run directory.
+        data: a corpus for `load_corpus`; None trains on the embedded
+            generated French-English corpus.
+        direction: "source-target" language codes.
+        epochs: overrides `config.epochs`.
+        callbacks: more Keras callbacks, run after the run's own.
+        verbose: passed to `model.fit` (progress bars by default).
+
+    Returns:
+        A `Translator` of the trained model.
+
+    Raises:
+        DataError, ValueError: bad data, direction or config, or a run
+            directory holding a different run.
+        TrainingDivergedError: the loss became NaN or infinite.
+
+    Example:
+    >>> translator = train("tiny", "runs/embedded")  # doctest: +SKIP
+    >>> translator.translate(["Je suis étudiant."])  # doctest: +SKIP
+    ['I am a student.']
+    """
+    if not isinstance(config, TranslationConfig):
+        config = resolve_config(config)
+    if epochs is not None:
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"`epochs` must be a positive integer. Received: {epochs!r}")
+        config = dataclasses.replace(config, epochs=epochs)
+    run_dir = Path(output_dir)
+    splits = load_splits(data, direction, config.seed)
+    if not splits["validation"] or not splits["test"]:
+        raise DataError(f"{data}: too few sentence pairs to hold out validation and test splits.")
+    resume = _prepare_run_dir(run_dir, config, direction)
+    keras.utils.set_random_seed(config.seed)
+
+    source_vocabulary, target_vocabulary = _vocabularies(run_dir, splits["train"], config, resume)
+    config = dataclasses.replace(
+        config,
+        source_vocabulary_size=len(source_vocabulary),
+        target_vocabulary_size=len(target_vocabulary),
+    )
+    write_run_config(run_dir, config, direction)
+    write_test_split(run_dir, splits["test"])
+    logging.info(
+        "Training on %d pairs; vocabularies of %d source and %d target tokens.",
+        len(splits["train"]), len(source_vocabulary), len(target_vocabulary),
+    )
+
+    source_tokenizer = build_tokenizer(source_vocabulary, lowercase=config.lowercase)
+    target_tokenizer = build_tokenizer(target_vocabulary, lowercase=config.lowercase)
+    datasets = {
+        name: make_dataset(
+            splits[name],
+            source_tokenizer,
+            target_tokenizer,
+            batch_size=config.batch_size,
+            max_sequence_length=config.max_sequence_length,
+            shuffle=name == "train",
+            seed=config.seed,
+        )
+        for name in ("train", "validation")
+    }
+    model = build_seq2seq_transformer(
+        config.source_vocabulary_size, config.target_vocabulary_size, **config.model_kwargs()
+    )
+    model.compile(
+        optimizer=transformer_adam(
+            config.hidden_dim, config.warmup_steps, scale=config.learning_rate_scale
+        ),
+        loss=MaskedSparseCategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=[MaskedAccuracy()],
+    )
+    history = model.fit(
+        datasets["train"],
+        validation_data=datasets["validation"],
+        epochs=config.epochs,
+        shuffle=False,  # the dataset reshuffles itself every epoch
+        callbacks=_callbacks(run_dir) + list(callbacks or []),
+        verbose=verbose,
+    )
+    losses = history.history.get("loss", [])
+    if any(not math.isfinite(loss) for loss in losses):
+        raise TrainingDivergedError(
+            f"Training stopped on a NaN or infinite loss (TerminateOnNaN) in epoch "
+            f"{history.epoch[-1] + 1}; {run_dir / MODEL_FILE} "
+            "was not written. Lower learning_rate_scale or raise warmup_steps; "
+            f"{run_dir / CHECKPOINT_DIR} holds the earlier epochs."
+        )
+    save_model_atomic(model, run_dir / MODEL_FILE)
+    return Translator(
+        model, config, source_vocabulary, target_vocabulary, direction, run_dir=run_dir
+    )
+

@@ -1,0 +1,241 @@
+"""A trained translation model with its tokenizers: text in, text out.
+
+Shape letters: B batch, S source length, T target length, L decoder layers,
+H heads.
+"""
+
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_transformer.data import (
+    END_ID,
+    START_ID,
+    build_tokenizer,
+    detokenize,
+    load_vocabulary,
+    parse_direction,
+)
+from keras_transformer.decoding import beam_search, greedy_search
+from keras_transformer.translation.config import TranslationConfig
+from keras_transformer.translation.run_directory import (
+    MODEL_FILE,
+    SOURCE_VOCABULARY_FILE,
+    TARGET_VOCABULARY_FILE,
+    check_run_dir,
+    read_run_config,
+)
+
+# Sentences decoded together, and the granularity of the padded source
+# length: each (rows, length) shape compiles the decoding loop once.
+BATCH_SIZE = 64
+LENGTH_BUCKET = 8
+
+
+def _bucket(value: int, granularity: int, limit: int) -> int:
+    """`value` rounded up to a multiple of `granularity`, at most `limit`."""
+    return min(-(-value // granularity) * granularity, limit)
+
+
+def _batch_rows(count: int) -> int:
+    """`count` rounded up to a power of two, at most BATCH_SIZE."""
+    return min(1 << (count - 1).bit_length(), BATCH_SIZE)
+
+
+class Translator:
+    """Translates sentences with a trained seq2seq Transformer.
+
+    Args:
+        model: a model from `build_seq2seq_transformer`.
+        config: the run's `TranslationConfig`; its vocabulary sizes must
+            equal the model's.
+        source_vocabulary, target_vocabulary: token lists, reserved tokens
+            first.
+        direction: "source-target" language codes, such as "fr-en".
+        run_dir: the run directory the model comes from, if any.
+
+    Example:
+    >>> translator = Translator.from_run_dir("runs/embedded")  # doctest: +SKIP
+    >>> translator.translate(["Je suis étudiant."])  # doctest: +SKIP
+    ['I am a student.']
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        config: TranslationConfig,
+        source_vocabulary: list[str],
+        target_vocabulary: list[str],
+        direction: str = "fr-en",
+        run_dir: str | os.PathLike | None = None,
+    ):
+        self.source_language, self.target_language = parse_direction(direction)
+        sizes = {
+            "source": (
+                len(source_vocabulary),
+                config.source_vocabulary_size,
+                model.get_layer("encoder_embedding").vocabulary_size,
+            ),
+            "target": (
+                len(target_vocabulary),
+                config.target_vocabulary_size,
+                model.get_layer("decoder_embedding").vocabulary_size,
+            ),
+        }
+        for side, (vocabulary_size, config_size, model_size) in sizes.items():
+            if not vocabulary_size == config_size == model_size:
+                raise ValueError(
+                    f"The {side} vocabulary sizes disagree: the vocabulary file has "
+                    f"{vocabulary_size} tokens, config.json says {config_size} and the "
+                    f"model's embedding has {model_size}. They must be equal; the run "
+                    "directory mixes files from different runs."
+                )
+        self.model = model
+        self.config = config
+        self.direction = direction
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.source_vocabulary = list(source_vocabulary)
+        self.target_vocabulary = list(target_vocabulary)
+        self.source_tokenizer = build_tokenizer(source_vocabulary, lowercase=config.lowercase)
+        self.target_tokenizer = build_tokenizer(target_vocabulary, lowercase=config.lowercase)
+
+    @classmethod
+    def from_run_dir(cls, run_dir: str | os.PathLike) -> "Translator":
+        """Loads the final model, config and vocabularies a `train` run wrote.
+
+        Raises:
+            FileNotFoundError: the directory or one of its files is missing
+                (the message names them).
+            ValueError: config.json is malformed or the vocabulary sizes do
+                not match the model.
+        """
+        path = check_run_dir(run_dir)
+        config, direction = read_run_config(path)
+        return cls(
+            keras.saving.load_model(path / MODEL_FILE),
+            config,
+            load_vocabulary(path / SOURCE_VOCABULARY_FILE),
+            load_vocabulary(path / TARGET_VOCABULARY_FILE),
+            direction,
+            run_dir=path,
+        )
+
+    def source_token_ids(self, texts: list[str]) -> list[list[int]]:
+        """The encoder ids of sentences as in training: each sentence's tokens,
+        cut to fit `max_sequence_length`, then `END_ID`."""
+        limit = self.config.max_sequence_length - 1
+        token_ids = self.source_tokenizer([text.strip() for text in texts])  # lists
+        return [list(ids[:limit]) + [END_ID] for ids in token_ids]
+
+    def translate_token_ids(
+        self, source_ids: list[list[int]], beam_size: int | None = None
+    ) -> list[list[int]]:
+        """Decodes encoder id lists into target id lists ending with `END_ID`
+        (unless cut at `max_sequence_length`), in batches sorted by length."""
+        beam_size = self.config.beam_size if beam_size is None else beam_size
+        order = sorted(range(len(source_ids)), key=lambda row: len(source_ids[row]))
+        results = [None] * len(source_ids)
+        for start in range(0, len(order), BATCH_SIZE):
+            rows = order[start : start + BATCH_SIZE]
+            length = _bucket(
+                max(len(source_ids[row]) for row in rows),
+                LENGTH_BUCKET,
+                self.config.max_sequence_length,
+            )
+            batch = np.zeros((_batch_rows(len(rows)), length), "int32")  # (B, S)
+            batch[len(rows) :, 0] = END_ID  # filler rows
+            for index, row in enumerate(rows):
+                batch[index, : len(source_ids[row])] = source_ids[row]
+            tokens = np.asarray(self._decode(batch, beam_size))  # (B, T)
+            for index, row in enumerate(rows):
+                ids = tokens[index].tolist()
+                results[row] = ids[: ids.index(END_ID) + 1] if END_ID in ids else ids
+        return results
+
+    def _decode(self, encoder_token_ids: np.ndarray, beam_size: int):
+        settings = {
+            "start_token_id": START_ID,
+            "end_token_id": END_ID,
+            "max_length": self.config.max_sequence_length,
+        }
+        if beam_size == 1:
+            return greedy_search(self.model, encoder_token_ids, **settings)
+        tokens, _ = beam_search(
+            self.model,
+            encoder_token_ids,
+            beam_size=beam_size,
+            length_penalty=self.config.length_penalty,
+            **settings,
+        )
+        return tokens
+
+    def translate(self, texts: list[str], beam_size: int | None = None) -> list[str]:
+        """Translates sentences; an empty or blank sentence gives "".
+
+        Args:
+            texts: source sentences; surrounding whitespace is stripped.
+            beam_size: K for beam search, 1 for greedy search; defaults to
+                the config's `beam_size`.
+
+        Returns:
+            One translation per text, in order.
+        """
+        if isinstance(texts, str):
+            raise ValueError(
+                f"`texts` must be a list of sentences; received the string {texts!r}. "
+                "Wrap one sentence in a list."
+            )
+        texts = [text.strip() for text in texts]
+        rows = [row for row, text in enumerate(texts) if text]
+        translations = [""] * len(texts)
+        if not rows:
+            return translations
+        target_ids = self.translate_token_ids(
+            self.source_token_ids([texts[row] for row in rows]), beam_size
+        )
+        decoded = detokenize(self.target_tokenizer, target_ids, self.target_language)
+        for row, translation in zip(rows, decoded):
+            translations[row] = translation
+        return translations
+
+    def cross_attention(
+        self, text: str, beam_size: int | None = None
+    ) -> tuple[list[str], list[str], np.ndarray]:
+        """Translates one sentence and returns the decoder's cross-attention.
+
+        Args:
+            text: the source sentence.
+            beam_size: as in `translate`.
+
+        Returns:
+            `(source_tokens, target_tokens, weights)`: the S source tokens
+            (ending with "[END]"), the T generated target tokens (ending with
+            "[END]" unless cut at `max_sequence_length`), and float32 weights
+            (L, H, T, S): how much the query predicting target token t
+            attends to source token s, in each block and head.
+        """
+        if not text.strip():
+            raise ValueError("`text` is empty; the attention needs a sentence to translate.")
+        (source_ids,) = self.source_token_ids([text])
+        (target_ids,) = self.translate_token_ids([source_ids], beam_size)
+        decoder_ids = [START_ID] + target_ids[:-1]
+        encoder_token_ids = np.asarray([source_ids], "int32")  # (1, S)
+        decoder_token_ids = np.asarray([decoder_ids], "int32")  # (1, T)
+        encoded = self.model.get_layer("encoder")(
+            self.model.get_layer("encoder_embedding")(encoder_token_ids)
+        )  # (1, S, D)
+        embedded = self.model.get_layer("decoder_embedding")(decoder_token_ids)  # (1, T, D)
+        _, weights = self.model.get_layer("decoder").call_with_cross_attention_scores(
+            embedded,
+            encoded,
+            decoder_padding_mask=decoder_token_ids != 0,
+            encoder_padding_mask=encoder_token_ids != 0,
+        )  # (1, L, H, T, S)
+        weights = keras.ops.convert_to_numpy(keras.ops.cast(weights[0], "float32"))
+        return (
+            [self.source_vocabulary[i] for i in source_ids],
+            [self.target_vocabulary[i] for i in target_ids],
+            weights,
+        )

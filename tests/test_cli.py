@@ -1,0 +1,178 @@
+"""The `keras-transformer` command line: a short train -> translate -> evaluate ->
+attention run on a tiny generated corpus, and user mistakes (exit code 2)."""
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from keras_transformer.cli import main
+from keras_transformer.data import generate_pairs
+
+TINY_CONFIG = {
+    "recipe": "tiny", "num_layers": 1, "hidden_dim": 32, "num_heads": 2,
+    "intermediate_dim": 64, "dropout": 0.0, "max_sequence_length": 16,
+    "source_vocabulary_size": 300, "target_vocabulary_size": 300, "batch_size": 32,
+    "epochs": 1, "warmup_steps": 20, "beam_size": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("cli")
+    corpus = directory / "corpus.tsv"
+    pairs = generate_pairs(num_pairs=300, seed=5)
+    corpus.write_text("".join(f"{en}\t{fr}\n" for fr, en in pairs), encoding="utf-8")
+    config = directory / "config.json"
+    config.write_text(json.dumps(TINY_CONFIG))
+    return directory, corpus, config
+
+
+@pytest.fixture(scope="module")
+def trained(files):
+    """Trains through the CLI once; returns (run_dir, what train printed)."""
+    directory, corpus, config = files
+    run_dir = directory / "run"
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        code = main(["train", "--output-dir", str(run_dir), "--data", str(corpus),
+                     "--config", str(config), "--epochs", "1"])
+    assert code == 0
+    return run_dir, output.getvalue()
+
+
+@pytest.fixture(scope="module")
+def run_dir(trained):
+    return trained[0]
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_prints_scores_and_translations(trained):
+    run_dir, out = trained
+    assert "BLEU =" in out and "chrF =" in out and "BLEU (lowercased) =" in out
+    assert "Test split: " in out and "on 30 sentences" in out
+    assert out.count(" -> ") == 5
+    assert (run_dir / "model.keras").is_file()
+
+
+def test_translate_arguments_and_stdin(run_dir, capsys, monkeypatch):
+    code, out, err = run(capsys, "translate", "--run-dir", str(run_dir),
+                         "Je suis étudiant.", "", "Nous aimons les chiens.")
+    assert code == 0, err
+    lines = out.split("\n")[:-1]
+    assert len(lines) == 3 and lines[1] == "" and lines[0] and lines[2]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Je suis étudiant.\nNous aimons les chiens.\n"))
+    code, out_stdin, err = run(capsys, "translate", "--run-dir", str(run_dir))
+    assert code == 0, err
+    assert out_stdin.split("\n")[:-1] == [lines[0], lines[2]]
+    code, out_greedy, _ = run(capsys, "translate", "--run-dir", str(run_dir), "--beam-size", "1",
+                              "Je suis étudiant.")
+    assert code == 0 and out_greedy.strip()
+
+
+def test_evaluate_reports_bleu_chrf_and_lowercased_bleu(run_dir, files, capsys):
+    code, out, err = run(capsys, "evaluate", "--run-dir", str(run_dir), "--beam-size", "1")
+    assert code == 0, err
+    assert "on 30 sentences" in out
+    for name in ("BLEU =", "BLEU (lowercased) =", "chrF ="):
+        assert name in out
+    _, corpus, _ = files
+    code, out, err = run(capsys, "evaluate", "--run-dir", str(run_dir), "--data", str(corpus),
+                         "--beam-size", "1")
+    assert code == 0, err
+    assert "on 300 sentences" in out
+
+
+@pytest.mark.parametrize("average", [False, True])
+def test_attention_writes_a_heatmap(run_dir, files, capsys, average):
+    output = files[0] / f"heatmap_{average}.png"
+    argv = ["attention", "--run-dir", str(run_dir), "Je suis étudiant.", "--output", str(output)]
+    code, out, err = run(capsys, *argv, *(["--average-heads"] if average else []))
+    assert code == 0, err
+    assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "decoder layer 0" in out
+
+
+def assert_usage_error(code, err, *fragments):
+    assert code == 2
+    assert "Traceback" not in err
+    lines = err.strip().split("\n")
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_missing_run_directory(tmp_path, capsys):
+    missing = str(tmp_path / "nowhere")
+    for argv in (["translate", "--run-dir", missing, "Bonjour."],
+                 ["evaluate", "--run-dir", missing],
+                 ["attention", "--run-dir", missing, "Bonjour.", "--output", "x.png"]):
+        code, _, err = run(capsys, *argv)
+        assert_usage_error(code, err, "nowhere", "does not exist", "train --output-dir")
+
+
+def test_incomplete_run_directory(tmp_path, capsys):
+    (tmp_path / "config.json").write_text("{}")
+    code, _, err = run(capsys, "translate", "--run-dir", str(tmp_path), "Bonjour.")
+    assert_usage_error(code, err, "incomplete", "model.keras", "source_vocabulary.txt")
+
+
+def test_bad_data_file(tmp_path, files, capsys):
+    _, _, config = files
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("Hello.\tBonjour.\nno tab here but a\ttab\textra\tfields\n")
+    code, _, err = run(capsys, "train", "--output-dir", str(tmp_path / "run"), "--data", str(bad),
+                       "--config", str(config))
+    assert_usage_error(code, err, "bad.tsv:2", "found 4 tab-separated field(s)")
+    code, _, err = run(capsys, "train", "--output-dir", str(tmp_path / "run"),
+                       "--data", str(tmp_path / "missing"), "--config", str(config))
+    assert_usage_error(code, err, "No corpus found", "missing")
+
+
+def test_unknown_config_key_and_recipe(tmp_path, capsys):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"recipe": "tiny", "hiden_dim": 8}))
+    code, _, err = run(capsys, "train", "--output-dir", str(tmp_path / "run"),
+                       "--config", str(config))
+    assert_usage_error(code, err, "unknown config keys ['hiden_dim']", "Known keys")
+    code, _, err = run(capsys, "train", "--output-dir", str(tmp_path / "run"), "--config", "huge")
+    assert_usage_error(code, err, "'huge'", "tiny")
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_layer_and_direction(run_dir, tmp_path, capsys):
+    code, _, err = run(capsys, "attention", "--run-dir", str(run_dir), "Je suis étudiant.",
+                       "--output", str(tmp_path / "x.png"), "--layer", "3")
+    assert_usage_error(code, err, "--layer must be in [-1, 0]", "Received: 3")
+    code, _, err = run(capsys, "train", "--output-dir", str(tmp_path / "run"),
+                       "--direction", "french")
+    assert_usage_error(code, err, "'french'", "'fr-en'")
+
+
+def test_argparse_errors_exit_with_code_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["translate", "--beam-size", "0", "--run-dir", "x"])
+    assert exit_info.value.code == 2
+    assert "expected a positive integer, received '0'" in capsys.readouterr().err
+
+
+def test_python_dash_m_reports_a_missing_run_directory(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_transformer", "translate", "--run-dir",
+         str(tmp_path / "nowhere"), "Bonjour."],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "keras-transformer translate: error:" in result.stderr
+    assert "nowhere" in result.stderr

@@ -1,0 +1,65 @@
+import dataclasses
+import json
+
+import pytest
+
+from keras_transformer.translation import RECIPES, TranslationConfig, resolve_config
+from keras_transformer.translation.config import write_text_atomic
+
+
+def test_recipes_resolve_by_name():
+    for name, recipe in RECIPES.items():
+        assert resolve_config(name) == recipe
+    assert resolve_config("tiny", {"epochs": 1}).epochs == 1
+
+
+def test_json_file_overrides_its_recipe(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"recipe": "tiny", "hidden_dim": 64}))
+    config = resolve_config(str(path))
+    assert config == dataclasses.replace(RECIPES["tiny"], hidden_dim=64)
+
+
+def test_json_file_defaults_to_the_small_recipe(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"epochs": 3}))
+    assert resolve_config(str(path)) == dataclasses.replace(RECIPES["small"], epochs=3)
+
+
+def test_unknown_key_names_the_key_and_the_known_ones(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"hiden_dim": 64}))
+    with pytest.raises(ValueError, match=r"unknown config keys \['hiden_dim'\].*hidden_dim"):
+        resolve_config(str(path))
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("{not json", "not a valid JSON config"), ("[1, 2]", "expected a JSON object"),
+     ('{"recipe": "huge"}', "unknown recipe 'huge'")],
+)
+def test_malformed_json_files(tmp_path, text, message):
+    path = tmp_path / "config.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        resolve_config(str(path))
+
+
+def test_neither_recipe_nor_file():
+    with pytest.raises(ValueError, match=r"one of \['base', 'small', 'tiny'\].*'huge'"):
+        resolve_config("huge")
+
+
+def test_json_round_trip_and_model_kwargs():
+    config = RECIPES["tiny"]
+    assert TranslationConfig.from_dict(json.loads(config.to_json())) == config
+    assert config.model_kwargs()["hidden_dim"] == config.hidden_dim
+    assert "batch_size" not in config.model_kwargs()
+
+
+def test_write_text_atomic_leaves_no_temporary_file(tmp_path):
+    path = tmp_path / "file.txt"
+    write_text_atomic(path, "one")
+    write_text_atomic(path, "two")
+    assert path.read_text() == "two"
+    assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
