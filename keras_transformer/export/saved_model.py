@@ -1,0 +1,257 @@
+"""A SavedModel for TF Serving: strings in, translations out.
+
+Shape letters: B batch, S source length, T output length, L max_output_length,
+K beams, V target vocabulary.
+"""
+
+import os
+
+import keras
+import tensorflow as tf
+
+from keras_transformer.data.tokenizers import (
+    END_ID,
+    PAD_ID,
+    START_ID,
+    build_tokenizer,
+    detokenize_to_strings,
+    load_vocabulary,
+)
+from keras_transformer.decoding import CachedSeq2SeqDecoder
+from keras_transformer.decoding.beam import beam_loop
+from keras_transformer.decoding.greedy import greedy_loop
+from keras_transformer.export.files import atomic_directory
+from keras_transformer.export.preprocessing import (
+    check_decoding,
+    check_lengths,
+    clean_text,
+    clean_token_ids,
+    source_token_ids,
+)
+from keras_transformer.models import DECODER_INPUT, ENCODER_INPUT
+
+TEXT_INPUT = "text"
+
+
+def sequence_log_probs(model: keras.Model, encoder_token_ids, token_ids):
+    """Total log-probability of each row of `token_ids` given its source,
+    from one teacher-forced pass of the full model.
+
+    Args:
+        model: a model from `build_seq2seq_transformer`.
+        encoder_token_ids: int32 (B, S).
+        token_ids: int32 (B, T) decoded tokens, 0 after each row's end token.
+
+    Returns:
+        float32 (B,), the sum over the non-padding tokens (the end token
+        included) of their log-probabilities.
+    """
+    starts = tf.fill((tf.shape(token_ids)[0], 1), START_ID)  # (B, 1)
+    decoder_token_ids = tf.concat([starts, token_ids[:, :-1]], axis=1)  # (B, T)
+    logits = model(
+        {ENCODER_INPUT: encoder_token_ids, DECODER_INPUT: decoder_token_ids}, training=False
+    )  # (B, T, V)
+    log_probs = tf.gather(
+        tf.nn.log_softmax(tf.cast(logits, tf.float32)), token_ids, batch_dims=2
+    )  # (B, T)
+    return tf.reduce_sum(tf.where(token_ids != PAD_ID, log_probs, 0.0), axis=1)
+
+
+class _Translator:
+    """The graph functions of the SavedModel signatures.
+
+    `translate_ids` decodes, `translate_text` wraps it with the in-graph
+    cleanup, tokenization and detokenization.
+    """
+
+    def __init__(self, model, source_tokenizer, target_tokenizer, settings):
+        self.model = model
+        self.decoder = CachedSeq2SeqDecoder(model)
+        self.source_tokenizer = source_tokenizer
+        self.target_tokenizer = target_tokenizer
+        self.settings = settings
+        self.source_vocabulary_size = model.get_layer("encoder_embedding").vocabulary_size
+
+    def decode(self, encoder_token_ids):
+        """int32 (B, S) -> int32 (B, T) tokens and float32 (B,) scores."""
+        settings = self.settings
+        common = {
+            "start_token_id": START_ID,
+            "end_token_id": END_ID,
+            "max_length": settings["max_output_length"],
+        }
+        if settings["decoding"] == "beam":
+            tokens, scores, num_steps = beam_loop(
+                self.decoder,
+                encoder_token_ids,
+                beam_size=settings["beam_size"],
+                length_penalty=settings["length_penalty"],
+                **common,
+            )  # (B, K, L), (B, K)
+            return tokens[:, 0, : tf.maximum(num_steps, 1)], scores[:, 0]
+        tokens, num_steps = greedy_loop(self.decoder, encoder_token_ids, **common)  # (B, L)
+        # At least one column: an empty batch runs no step.
+        tokens = tokens[:, : tf.maximum(num_steps, 1)]  # (B, T)
+        return tokens, sequence_log_probs(self.model, encoder_token_ids, tokens)
+
+    def translate_ids(self, encoder_token_ids):
+        encoder_token_ids = clean_token_ids(
+            encoder_token_ids, self.source_vocabulary_size, self.settings["max_input_length"]
+        )
+        tokens, scores = self.decode(encoder_token_ids)
+        return {"token_ids": tokens, "scores": scores}
+
+    def translate_text(self, text):
+        text = clean_text(text)  # (B,)
+        encoder_token_ids = source_token_ids(
+            self.source_tokenizer, text, self.settings["max_input_length"]
+        )  # (B, S)
+        tokens, scores = self.decode(encoder_token_ids)
+        translations = detokenize_to_strings(
+            self.target_tokenizer, tokens, self.settings["target_language"]
+        )  # (B,)
+        is_empty = tf.equal(text, "")
+        return {
+            "translations": tf.where(is_empty, "", translations),
+            "scores": tf.where(is_empty, 0.0, scores),
+        }
+
+
+def _vocabulary(vocabulary, name: str) -> list[str]:
+    if isinstance(vocabulary, (str, os.PathLike)):
+        return load_vocabulary(vocabulary)
+    if not isinstance(vocabulary, (list, tuple)):
+        raise ValueError(
+            f"`{name}` must be a list of tokens or the path of a vocabulary file. "
+            f"Received: {type(vocabulary).__name__}"
+        )
+    return list(vocabulary)
+
+
+def _check_vocabulary_size(model, vocabulary, name, layer_name):
+    model_size = model.get_layer(layer_name).vocabulary_size
+    if len(vocabulary) > model_size:
+        raise ValueError(
+            f"`{name}` has {len(vocabulary)} tokens but the model's '{layer_name}' "
+            f"embeds only {model_size} ids. Pass the vocabulary the model was trained with."
+        )
+
+
+def export_saved_model(
+    model: keras.Model,
+    source_vocabulary: list[str] | str | os.PathLike,
+    target_vocabulary: list[str] | str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    lowercase: bool = False,
+    decoding: str = "greedy",
+    beam_size: int = 4,
+    length_penalty: float = 0.6,
+    max_input_length: int | None = None,
+    max_output_length: int | None = None,
+    target_language: str = "en",
+    text_signature: bool = True,
+    overwrite: bool = False,
+) -> str:
+    """Exports a translation model as a SavedModel for TF Serving.
+
+    Signatures:
+    - `serving_default`: `text`, strings (B,) -> `translations`, strings
+      (B,), and `scores`, float32 (B,). In the graph: invalid UTF-8 is
+      replaced, whitespace is stripped and collapsed, the text is WordPiece
+      tokenized (tensorflow-text ops), cut to `max_input_length - 1` tokens
+      and ended with [END], decoded with key/value caches, and detokenized.
+      Empty or whitespace-only inputs give "" with score 0; words of other
+      scripts become [UNK]; rows of a batch are independent.
+    - `translate_ids`: `encoder_token_ids`, int32 (B, S) -> `token_ids`,
+      int32 (B, T), T <= max_output_length, each row ended by [END] (id 3)
+      then 0, and `scores`. For clients that tokenize themselves: the input
+      is the encoder input of training (source token ids, then [END], padded
+      with 0); ids out of range become [UNK]; rows longer than
+      `max_input_length` are cut. It uses no tensorflow-text op.
+
+    With `text_signature=False` the SavedModel holds `translate_ids` only
+    (also as `serving_default`) and no tensorflow-text op at all, for TF
+    Serving builds that lack them: a server fails to load a SavedModel
+    with any unregistered op, whichever signature uses it.
+
+    Scores: greedy, the total log-probability of the output tokens ([END]
+    included); beam, the best beam's `log_prob / ((5 + length) / 6) **
+    length_penalty` as `beam_search` returns.
+
+    The graph runs without XLA, for any batch size and input length. The
+    SavedModel is written to a temporary directory beside `output_dir`,
+    then renamed. Loading it needs `import tensorflow_text` (for the
+    tokenizer ops) and not this package.
+
+    Args:
+        model: a model from `build_seq2seq_transformer`, trained.
+        source_vocabulary, target_vocabulary: tokens, or vocabulary files
+            written by `save_vocabulary`.
+        output_dir: the SavedModel directory to create (for TF Serving,
+            `models/NAME/VERSION`).
+        lowercase: as the vocabularies were trained.
+        decoding: "greedy" or "beam".
+        beam_size, length_penalty: the beam search's settings.
+        max_input_length: the most encoder tokens, [END] included; default
+            the model's `max_sequence_length`.
+        max_output_length: the most output tokens, [END] included; default
+            the model's `max_sequence_length`.
+        target_language: code of the output language, for detokenization
+            spacing ("fr" keeps French spacing before "!", "?", ":" and ";").
+        text_signature: include the string signature (and the
+            tensorflow-text ops it needs).
+        overwrite: replace an existing `output_dir`.
+
+    Returns:
+        The absolute path of the SavedModel.
+
+    Example:
+    >>> export_saved_model(model, source_vocabulary, target_vocabulary,
+    ...     "models/translator/1")  # doctest: +SKIP
+    >>> translator = tf.saved_model.load("models/translator/1")  # doctest: +SKIP
+    >>> translator.signatures["serving_default"](text=tf.constant(["Je suis étudiant."]))
+    ... # doctest: +SKIP
+    {'translations': <tf.Tensor: ... [b'I am a student.']>, 'scores': ...}
+    """
+    check_decoding(decoding, beam_size, length_penalty)
+    max_input_length, max_output_length = check_lengths(
+        model, max_input_length, max_output_length
+    )
+    source_vocabulary = _vocabulary(source_vocabulary, "source_vocabulary")
+    target_vocabulary = _vocabulary(target_vocabulary, "target_vocabulary")
+    _check_vocabulary_size(model, source_vocabulary, "source_vocabulary", "encoder_embedding")
+    _check_vocabulary_size(model, target_vocabulary, "target_vocabulary", "decoder_embedding")
+    translator = _Translator(
+        model,
+        build_tokenizer(source_vocabulary, lowercase=lowercase),
+        build_tokenizer(target_vocabulary, lowercase=lowercase),
+        {
+            "decoding": decoding,
+            "beam_size": int(beam_size),
+            "length_penalty": float(length_penalty),
+            "max_input_length": max_input_length,
+            "max_output_length": max_output_length,
+            "target_language": target_language,
+        },
+    )
+    module = tf.Module()
+    # The weights, tracked as the tf.Variables the graphs capture. (Keras's
+    # ExportArchive saved each weight twice: the Keras variable and the
+    # tf.Variable it wraps.)
+    module.weights = [weight.value for weight in model.weights]
+    module.translate_ids = tf.function(
+        translator.translate_ids,
+        input_signature=[tf.TensorSpec((None, None), tf.int32, name=ENCODER_INPUT)],
+    )
+    signatures = {"translate_ids": module.translate_ids.get_concrete_function()}
+    signatures["serving_default"] = signatures["translate_ids"]
+    if text_signature:
+        module.translate_text = tf.function(
+            translator.translate_text,
+            input_signature=[tf.TensorSpec((None,), tf.string, name=TEXT_INPUT)],
+        )
+        signatures["serving_default"] = module.translate_text.get_concrete_function()
+    with atomic_directory(output_dir, overwrite=overwrite) as temporary:
+        tf.saved_model.save(module, temporary, signatures=signatures)
+    return os.path.abspath(os.fspath(output_dir))
