@@ -4,6 +4,34 @@ from keras import ops
 from keras_transformer.layers.masks import set_keras_mask
 
 
+def smoothed_cross_entropy(labels, logits, label_smoothing):
+    """Per-token cross-entropy against `(1 - eps) * one_hot + eps / V`.
+
+    With `lse = logsumexp(z)` the log-probabilities are `z - lse`, so the
+    loss is `lse - (1 - eps) * z[label] - eps * mean(z)`: no (B, T, V)
+    log-probability tensor is kept for the backward pass, which XLA turns
+    into fewer passes over the logits than `log_softmax` (measurements in
+    docs/performance.md).
+
+    Args:
+        labels: int32 (B, T).
+        logits: float (B, T, V); cast to float32.
+        label_smoothing: eps.
+
+    Returns:
+        float32 (B, T) losses, padding positions included.
+    """
+    logits = ops.cast(logits, "float32")  # (B, T, V)
+    label_logits = ops.take_along_axis(logits, labels[..., None], axis=-1)[..., 0]  # (B, T)
+    log_normalizer = ops.logsumexp(logits, axis=-1)  # (B, T)
+    mean_logits = ops.mean(logits, axis=-1)  # (B, T)
+    return (
+        log_normalizer
+        - (1.0 - label_smoothing) * label_logits
+        - label_smoothing * mean_logits
+    )
+
+
 @keras.saving.register_keras_serializable(package="keras_transformer")
 class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
     """Token cross-entropy from logits with label smoothing, ignoring padding.
@@ -22,7 +50,8 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
         y_pred: float (B, T, V) logits.
 
     Returns:
-        The mean loss over non-padding tokens (a scalar).
+        The mean loss over non-padding tokens (a scalar), computed in float32
+        whatever the dtype of the logits.
 
     Example:
     >>> loss = MaskedSparseCategoricalCrossentropy(label_smoothing=0.0)
@@ -34,7 +63,13 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
         2016 (label smoothing).
     """
 
-    def __init__(self, label_smoothing=0.1, padding_id=0, name="masked_sparse_categorical_crossentropy", **kwargs):
+    def __init__(
+        self,
+        label_smoothing=0.1,
+        padding_id=0,
+        name="masked_sparse_categorical_crossentropy",
+        **kwargs,
+    ):
         super().__init__(name=name, **kwargs)
         if not 0 <= label_smoothing < 1:
             raise ValueError(
@@ -51,10 +86,7 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
                 f"shape (batch, length, vocabulary). Received labels of shape "
                 f"{labels.shape} and logits of shape {y_pred.shape}."
             )
-        log_probs = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)  # (B, T, V)
-        nll = -ops.squeeze(ops.take_along_axis(log_probs, labels[..., None], axis=-1), -1)
-        smooth = -ops.mean(log_probs, axis=-1)  # (B, T)
-        losses = (1.0 - self.label_smoothing) * nll + self.label_smoothing * smooth
+        losses = smoothed_cross_entropy(labels, y_pred, self.label_smoothing)  # (B, T)
         mask = ops.not_equal(labels, self.padding_id)
         losses = ops.where(mask, losses, 0.0)
         set_keras_mask(losses, mask)

@@ -13,6 +13,12 @@ class TransformerSchedule(keras.optimizers.schedules.LearningRateSchedule):
         hidden_dim: D, the model size (512 in the base model).
         warmup_steps: 4000 in the paper.
         scale: a constant factor (1.0 in the paper).
+        gradient_accumulation_steps: batches per weight update. Keras
+            optimizers call their schedule with the number of batches seen,
+            also when they accumulate gradients over k batches, so the
+            schedule divides that count by k to count updates. Set it to the
+            optimizer's `gradient_accumulation_steps` (`transformer_adam`
+            does).
 
     Example:
     >>> schedule = TransformerSchedule(hidden_dim=512)
@@ -23,8 +29,12 @@ class TransformerSchedule(keras.optimizers.schedules.LearningRateSchedule):
         Vaswani et al., 2017, section 5.3.
     """
 
-    def __init__(self, hidden_dim, warmup_steps=4000, scale=1.0):
-        for name, value in (("hidden_dim", hidden_dim), ("warmup_steps", warmup_steps)):
+    def __init__(self, hidden_dim, warmup_steps=4000, scale=1.0, gradient_accumulation_steps=1):
+        for name, value in (
+            ("hidden_dim", hidden_dim),
+            ("warmup_steps", warmup_steps),
+            ("gradient_accumulation_steps", gradient_accumulation_steps),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer. Received: {value!r}")
         if not scale > 0:
@@ -32,8 +42,11 @@ class TransformerSchedule(keras.optimizers.schedules.LearningRateSchedule):
         self.hidden_dim = hidden_dim
         self.warmup_steps = warmup_steps
         self.scale = scale
+        self.gradient_accumulation_steps = gradient_accumulation_steps
 
     def __call__(self, step):
+        if self.gradient_accumulation_steps > 1:
+            step = ops.floor_divide(step, self.gradient_accumulation_steps)
         step = ops.cast(step, "float32") + 1.0
         warmup = ops.cast(self.warmup_steps, "float32")
         rate = ops.minimum(ops.rsqrt(step), step * warmup**-1.5)
@@ -44,4 +57,5 @@ class TransformerSchedule(keras.optimizers.schedules.LearningRateSchedule):
             "hidden_dim": self.hidden_dim,
             "warmup_steps": self.warmup_steps,
             "scale": self.scale,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps,
         }

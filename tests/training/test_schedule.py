@@ -48,7 +48,8 @@ def test_accepts_tensor_steps_and_drives_an_optimizer():
 @pytest.mark.parametrize(
     "kwargs, message",
     [({"hidden_dim": 0}, "Received: 0"), ({"hidden_dim": 8.0}, "Received: 8.0"),
-     ({"warmup_steps": -5}, "Received: -5"), ({"scale": 0.0}, "Received: 0.0")],
+     ({"warmup_steps": -5}, "Received: -5"), ({"scale": 0.0}, "Received: 0.0"),
+     ({"gradient_accumulation_steps": 0}, "Received: 0")],
 )
 def test_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -57,9 +58,26 @@ def test_rejects_bad_arguments(kwargs, message):
 
 def test_serializes():
     schedule = TransformerSchedule(256, warmup_steps=1000, scale=0.5)
-    assert schedule.get_config() == {"hidden_dim": 256, "warmup_steps": 1000, "scale": 0.5}
+    assert schedule.get_config() == {
+        "hidden_dim": 256, "warmup_steps": 1000, "scale": 0.5, "gradient_accumulation_steps": 1,
+    }
     serialized = keras.optimizers.schedules.serialize(schedule)
     restored = keras.optimizers.schedules.deserialize(serialized)
     assert isinstance(restored, TransformerSchedule)
     assert restored.get_config() == schedule.get_config()
     assert float(restored(123)) == float(schedule(123))
+
+
+def test_counts_updates_when_gradients_are_accumulated():
+    """Keras optimizers pass the number of batches; k batches make one update."""
+    schedule = TransformerSchedule(64, warmup_steps=10, gradient_accumulation_steps=4)
+    for batch in [0, 3, 4, 39, 40, 41, 1000]:
+        np.testing.assert_allclose(float(schedule(batch)), reference_rate(batch // 4, 64, 10),
+                                   rtol=1e-5)
+    serialized = keras.optimizers.schedules.serialize(schedule)
+    assert keras.optimizers.schedules.deserialize(serialized).gradient_accumulation_steps == 4
+
+
+def test_configs_saved_before_gradient_accumulation_still_load():
+    schedule = TransformerSchedule.from_config({"hidden_dim": 8, "warmup_steps": 5, "scale": 1.0})
+    assert schedule.gradient_accumulation_steps == 1

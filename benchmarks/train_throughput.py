@@ -1,0 +1,380 @@
+"""Training speed: our seq2seq Transformer against the same model composed
+from KerasHub layers and from `keras.layers.MultiHeadAttention`.
+
+Every model trains on the same synthetic batches (random token ids, ragged
+lengths, padding 0) with the same loss (`MaskedSparseCategoricalCrossentropy`,
+label smoothing 0.1), optimizer (`transformer_adam`) and dropout (0.1).
+All variants are built in one process and timed interleaved, one training
+step of each in turn, so that the load of a shared machine falls on all of
+them alike; a large float32 matmul is timed in the same rounds and gives the
+peak for the MFU estimate. Peak memory (RSS) is measured for each variant
+in a fresh subprocess.
+
+Reported per variant:
+- ms/step: median wall time of one `train_on_batch` call;
+- target tok/s: non-padding target tokens over the total time;
+- MFU: model FLOPs per second over the measured matmul peak. Model FLOPs
+  are 3x the forward matmul FLOPs (forward plus backward) of the padded
+  batch shapes: projections, feed-forward, attention scores and values, and
+  the output projection; embeddings, softmax and norms are not counted.
+- peak RSS of a subprocess that builds the variant and trains a few steps.
+
+Variants: `ours` (`build_seq2seq_transformer`, XLA as `jit_compile="auto"`
+chooses), `ours_no_xla`, `ours_bucketed` (the same examples grouped by
+length before batching, as `make_dataset` does), `ours_mixed_bfloat16`,
+`keras_hub` (keras_hub.layers TokenAndPositionEmbedding, TransformerEncoder,
+TransformerDecoder and a Dense output), `keras_hub_no_xla` and `keras_mha`
+(post-norm blocks of `keras.layers.MultiHeadAttention`, Dense,
+LayerNormalization).
+
+    python benchmarks/train_throughput.py [--configs small,base] [--steps 10]
+        [--variants ours,keras_hub,keras_mha] [--no-memory]
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import keras_hub  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from keras_transformer import build_seq2seq_transformer  # noqa: E402
+from keras_transformer.data import padding_fraction  # noqa: E402
+from keras_transformer.models import DECODER_INPUT, ENCODER_INPUT  # noqa: E402
+from keras_transformer.training import (  # noqa: E402
+    MaskedSparseCategoricalCrossentropy,
+    transformer_adam,
+)
+
+START_ID = 1
+FIRST_WORD_ID = 3
+DROPOUT = 0.1
+BUCKET_WIDTH = 4
+MATMUL_SIZE = 2048
+DEFAULT_VARIANTS = ("ours", "ours_no_xla", "keras_hub", "keras_hub_no_xla", "keras_mha")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    vocabulary_size: int
+    hidden_dim: int
+    num_heads: int
+    intermediate_dim: int
+    num_layers: int
+    sequence_length: int
+    batch_size: int
+
+
+CONFIGS = {
+    "small": Config(8000, 256, 4, 1024, 3, 32, 64),
+    "base": Config(16000, 512, 8, 2048, 6, 32, 32),
+}
+
+
+def synthetic_examples(config: Config, num_examples: int, seed: int = 0):
+    """Random (source, target) id lists, lengths uniform in [L/2, L - 1]."""
+    rng = np.random.default_rng(seed)
+    low, high = config.sequence_length // 2, config.sequence_length
+    examples = []
+    for _ in range(num_examples):
+        source = rng.integers(FIRST_WORD_ID, config.vocabulary_size, rng.integers(low, high))
+        target = rng.integers(FIRST_WORD_ID, config.vocabulary_size, rng.integers(low, high))
+        examples.append((source, target))
+    return examples
+
+
+def pad_batch(examples, length):
+    """Encoder ids, decoder ids (start id, then the target) and labels
+    (the target then padding), each int32 (B, length), 0 = padding."""
+    batch = np.zeros((3, len(examples), length), "int32")
+    for row, (source, target) in enumerate(examples):
+        batch[0, row, : len(source)] = source
+        batch[1, row, 0] = START_ID
+        batch[1, row, 1 : len(target)] = target[:-1]
+        batch[2, row, : len(target)] = target
+    return {ENCODER_INPUT: batch[0], DECODER_INPUT: batch[1]}, batch[2]
+
+
+def make_batches(config: Config, num_batches: int, bucketed: bool):
+    """The same examples, padded to `sequence_length`, or grouped by length
+    and padded to the next multiple of `BUCKET_WIDTH` of each batch's longest."""
+    examples = synthetic_examples(config, num_batches * config.batch_size)
+    if bucketed:
+        examples.sort(key=lambda pair: max(len(pair[0]), len(pair[1])))
+    batches = []
+    for start in range(0, len(examples), config.batch_size):
+        chunk = examples[start : start + config.batch_size]
+        length = config.sequence_length
+        if bucketed:
+            longest = max(max(len(source), len(target)) for source, target in chunk)
+            length = -(-longest // BUCKET_WIDTH) * BUCKET_WIDTH
+        batches.append(pad_batch(chunk, length))
+    return batches
+
+
+def batches_padding_fraction(batches) -> float:
+    """`keras_transformer.data.padding_fraction` of the batches."""
+    signature = (
+        {
+            ENCODER_INPUT: tf.TensorSpec((None, None), tf.int32),
+            DECODER_INPUT: tf.TensorSpec((None, None), tf.int32),
+        },
+        tf.TensorSpec((None, None), tf.int32),
+    )
+    dataset = tf.data.Dataset.from_generator(lambda: iter(batches), output_signature=signature)
+    return padding_fraction(dataset)
+
+
+def training_flops(config: Config, batch_size: int, source_length: int, target_length: int):
+    """3x the forward matmul FLOPs (2 per multiply-add) of one batch."""
+    d, f, v = config.hidden_dim, config.intermediate_dim, config.vocabulary_size
+    b, s, t = batch_size, source_length, target_length
+    encoder_layer = 2 * b * s * (4 * d * d + 2 * d * f) + 4 * b * s * s * d
+    decoder_layer = (
+        2 * b * t * (4 * d * d + 2 * d * f)  # self-attention projections, feed-forward
+        + 4 * b * t * t * d  # causal self-attention scores and values (all computed)
+        + 2 * b * t * 2 * d * d  # cross-attention query and output projections
+        + 2 * b * s * 2 * d * d  # cross-attention key and value projections
+        + 4 * b * t * s * d  # cross-attention scores and values
+    )
+    logits = 2 * b * t * d * v
+    forward = config.num_layers * (encoder_layer + decoder_layer) + logits
+    return 3 * forward
+
+
+class _KerasTokenAndPosition(keras.layers.Layer):
+    """Token plus learned position embeddings from plain Keras layers."""
+
+    def __init__(self, vocabulary_size, sequence_length, hidden_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.tokens = keras.layers.Embedding(vocabulary_size, hidden_dim, mask_zero=True)
+        self.positions = keras.layers.Embedding(sequence_length, hidden_dim)
+
+    def call(self, token_ids):
+        positions = keras.ops.arange(keras.ops.shape(token_ids)[1])  # (T,)
+        return self.tokens(token_ids) + self.positions(positions)[None]  # (B, T, D)
+
+    def compute_mask(self, token_ids, mask=None):
+        return keras.ops.not_equal(token_ids, 0)
+
+
+def _keras_mha_model(config: Config) -> keras.Model:
+    """Post-norm encoder-decoder from keras.layers.MultiHeadAttention."""
+    d, heads = config.hidden_dim, config.num_heads
+
+    def add_and_norm(x, y):
+        y = keras.layers.Dropout(DROPOUT)(y)
+        return keras.layers.LayerNormalization(epsilon=1e-5)(keras.layers.Add()([x, y]))
+
+    def feed_forward(x):
+        y = keras.layers.Dense(config.intermediate_dim, activation="relu")(x)
+        return add_and_norm(x, keras.layers.Dense(d)(y))
+
+    def attention(query, value, causal):
+        layer = keras.layers.MultiHeadAttention(heads, d // heads, dropout=DROPOUT)
+        return add_and_norm(query, layer(query, value, use_causal_mask=causal))
+
+    encoder_ids = keras.Input((None,), dtype="int32", name=ENCODER_INPUT)
+    decoder_ids = keras.Input((None,), dtype="int32", name=DECODER_INPUT)
+    length, v = config.sequence_length, config.vocabulary_size
+    x = keras.layers.Dropout(DROPOUT)(_KerasTokenAndPosition(v, length, d)(encoder_ids))
+    for _ in range(config.num_layers):
+        x = feed_forward(attention(x, x, causal=False))
+    y = keras.layers.Dropout(DROPOUT)(_KerasTokenAndPosition(v, length, d)(decoder_ids))
+    for _ in range(config.num_layers):
+        y = feed_forward(attention(attention(y, y, causal=True), x, causal=False))
+    logits = keras.layers.Dense(v, dtype="float32")(y)
+    return keras.Model({ENCODER_INPUT: encoder_ids, DECODER_INPUT: decoder_ids}, logits)
+
+
+def _keras_hub_model(config: Config) -> keras.Model:
+    """The same model from keras_hub.layers, with an untied Dense output."""
+    d, v, length = config.hidden_dim, config.vocabulary_size, config.sequence_length
+    block_kwargs = {
+        "intermediate_dim": config.intermediate_dim,
+        "num_heads": config.num_heads,
+        "dropout": DROPOUT,
+    }
+    encoder_ids = keras.Input((None,), dtype="int32", name=ENCODER_INPUT)
+    decoder_ids = keras.Input((None,), dtype="int32", name=DECODER_INPUT)
+    embedding = keras_hub.layers.TokenAndPositionEmbedding
+    x = embedding(v, length, d, mask_zero=True)(encoder_ids)
+    x = keras.layers.Dropout(DROPOUT)(x)
+    for _ in range(config.num_layers):
+        x = keras_hub.layers.TransformerEncoder(**block_kwargs)(x)
+    y = embedding(v, length, d, mask_zero=True)(decoder_ids)
+    y = keras.layers.Dropout(DROPOUT)(y)
+    for _ in range(config.num_layers):
+        y = keras_hub.layers.TransformerDecoder(**block_kwargs)(y, x)
+    logits = keras.layers.Dense(v, dtype="float32")(y)
+    return keras.Model({ENCODER_INPUT: encoder_ids, DECODER_INPUT: decoder_ids}, logits)
+
+
+def _our_model(config: Config) -> keras.Model:
+    return build_seq2seq_transformer(
+        config.vocabulary_size,
+        config.vocabulary_size,
+        num_layers=config.num_layers,
+        hidden_dim=config.hidden_dim,
+        num_heads=config.num_heads,
+        intermediate_dim=config.intermediate_dim,
+        dropout=DROPOUT,
+        max_sequence_length=config.sequence_length,
+    )
+
+
+def build_variant(name: str, config: Config) -> keras.Model:
+    """A compiled model of variant `name` (see the module docstring)."""
+    builders = {"ours": _our_model, "keras_hub": _keras_hub_model, "keras_mha": _keras_mha_model}
+    base_name = name.split("_no_xla")[0].split("_bucketed")[0].split("_mixed_")[0]
+    if base_name not in builders:
+        raise ValueError(f"Unknown variant {name!r}; known: {sorted(builders)} with "
+                         "optional suffixes _no_xla, _bucketed, _mixed_bfloat16, _mixed_float16.")
+    policy = "mixed_" + name.split("_mixed_")[1] if "_mixed_" in name else "float32"
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        model = builders[base_name](config)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    model.compile(
+        optimizer=transformer_adam(config.hidden_dim),
+        loss=MaskedSparseCategoricalCrossentropy(label_smoothing=0.1),
+        jit_compile=False if name.endswith("_no_xla") else "auto",
+    )
+    return model
+
+
+def _time_matmul(matrix) -> float:
+    start = time.perf_counter()
+    _matmul(matrix).numpy()
+    return time.perf_counter() - start
+
+
+@tf.function(jit_compile=True)
+def _matmul(matrix):
+    return tf.reduce_sum(tf.matmul(matrix, matrix))
+
+
+def time_interleaved(models: dict, batches: dict, steps: int):
+    """Warms every model up on all its batches, then runs `steps` rounds of
+    one step per model and one matmul. Returns per-model step times and the
+    matmul FLOP rates."""
+    for name, model in models.items():
+        for inputs, labels in batches[name]:
+            model.train_on_batch(inputs, labels)
+    matrix = tf.random.normal((MATMUL_SIZE, MATMUL_SIZE))
+    _time_matmul(matrix)
+    times = {name: [] for name in models}
+    peaks = []
+    for step in range(steps):
+        peaks.append(2 * MATMUL_SIZE**3 / _time_matmul(matrix))
+        for name, model in models.items():
+            inputs, labels = batches[name][step % len(batches[name])]
+            start = time.perf_counter()
+            model.train_on_batch(inputs, labels)
+            times[name].append(time.perf_counter() - start)
+    return times, peaks
+
+
+def summarize(config: Config, batches, times, peak: float) -> dict:
+    used = [batches[step % len(batches)] for step in range(len(times))]
+    tokens = sum(int(np.count_nonzero(labels)) for _, labels in used)
+    flops = sum(
+        training_flops(config, *inputs[ENCODER_INPUT].shape, inputs[DECODER_INPUT].shape[1])
+        for inputs, _ in used
+    )
+    total = sum(times)
+    return {
+        "ms_per_step": 1000 * statistics.median(times),
+        "target_tokens_per_second": tokens / total,
+        "mfu": flops / total / peak,
+    }
+
+
+def peak_rss_mb(variant: str, config_name: str, steps: int) -> float:
+    """Peak RSS in MB of a subprocess that builds `variant` and trains."""
+    command = [sys.executable, __file__, "--memory-of", variant, "--configs", config_name,
+               "--steps", str(steps)]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])["peak_rss_mb"]
+
+
+def _memory_child(variant: str, config: Config, steps: int):
+    model = build_variant(variant, config)
+    batches = make_batches(config, steps, bucketed="_bucketed" in variant)
+    for inputs, labels in batches:
+        model.train_on_batch(inputs, labels)
+    print(json.dumps({"peak_rss_mb": _peak_rss_kb() / 1024}))
+
+
+def _peak_rss_kb() -> int:
+    """VmHWM, the peak RSS of this process. (`getrusage`'s ru_maxrss would
+    start from the parent's peak: Linux keeps it across fork and exec.)"""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise RuntimeError("/proc/self/status has no VmHWM line; peak RSS needs Linux.")
+
+
+def run_config(config_name: str, variants, steps: int, num_batches: int, memory: bool):
+    config = CONFIGS[config_name]
+    padded = make_batches(config, num_batches, bucketed=False)
+    bucketed = make_batches(config, num_batches, bucketed=True)
+    batches = {name: bucketed if "_bucketed" in name else padded for name in variants}
+    models = {name: build_variant(name, config) for name in variants}
+    times, peaks = time_interleaved(models, batches, steps)
+    peak = statistics.median(peaks)
+    print(f"\n== {config_name}: {config}", flush=True)
+    print(f"matmul peak {MATMUL_SIZE}^3 float32: median {peak / 1e9:.1f} GFLOP/s, "
+          f"best {max(peaks) / 1e9:.1f}; load average {os.getloadavg()[0]:.2f}")
+    print(f"padding fraction: padded to length {config.sequence_length} "
+          f"{batches_padding_fraction(padded):.3f}, bucketed "
+          f"{batches_padding_fraction(bucketed):.3f}")
+    print(f"{'variant':24} {'ms/step':>9} {'tgt tok/s':>10} {'MFU':>6}", flush=True)
+    results = {name: summarize(config, batches[name], times[name], peak) for name in variants}
+    for name, result in results.items():
+        print(f"{name:24} {result['ms_per_step']:9.1f} "
+              f"{result['target_tokens_per_second']:10.0f} {result['mfu']:6.3f}", flush=True)
+    if memory:
+        for name, result in results.items():
+            result["peak_rss_mb"] = peak_rss_mb(name, config_name, 3)
+            print(f"{name:24} peak RSS {result['peak_rss_mb']:6.0f} MB", flush=True)
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", default="small,base")
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per variant")
+    parser.add_argument("--batches", type=int, default=5, help="distinct batches")
+    parser.add_argument("--no-memory", action="store_true", help="skip the RSS subprocesses")
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--memory-of", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_of:
+        _memory_child(args.memory_of, CONFIGS[args.configs], args.steps)
+        return
+    variants = args.variants.split(",")
+    results = {
+        name: run_config(name, variants, args.steps, args.batches, not args.no_memory)
+        for name in args.configs.split(",")
+    }
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump(results, file, indent=2)
+
+
+if __name__ == "__main__":
+    main()
