@@ -13,7 +13,7 @@ $(BIN)/keras-transformer: setup.cfg pyproject.toml
 	touch $@
 
 run: $(BIN)/keras-transformer
-	$(BIN)/python examples/reverse_sequences.py
+	$(BIN)/python examples/translate_embedded.py
 
 test: $(BIN)/keras-transformer
 	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider
