@@ -18,33 +18,28 @@ from keras_transformer.decoding.search_utils import (
 )
 
 
-def greedy_loop(
+def token_loop(
     decoder: CachedSeq2SeqDecoder,
     encoder_token_ids: tf.Tensor,
+    choose_tokens,
     *,
     start_token_id: int,
     end_token_id: int | None,
     max_length: int,
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """The greedy search as graph code: encoder once, then a fixed-shape loop.
+    """One token per row per step, as graph code: encoder once, then a fixed-shape loop.
 
     Args:
         decoder: the model's `CachedSeq2SeqDecoder`.
         encoder_token_ids: int32 (B, S).
+        choose_tokens: `(logits, index) -> token ids`, float (B, V) logits
+            with padding excluded to int32 (B,); `index` is the step.
         start_token_id, end_token_id, max_length: as `greedy_search`.
 
     Returns:
         `(tokens, num_steps)`: int32 (B, L) tokens, 0 after each row's end
         token and in the columns never reached, and the int32 number of
         steps run (the loop stops early once every row has ended).
-
-    Example:
-    >>> decoder = CachedSeq2SeqDecoder(model)
-    >>> decode = tf.function(lambda ids: greedy_loop(
-    ...     decoder, ids, start_token_id=1, end_token_id=2, max_length=10))
-    >>> tokens, num_steps = decode(tf.constant([[5, 6, 7, 0]]))
-    >>> tokens.shape
-    TensorShape([1, 10])
     """
     batch_size = tf.shape(encoder_token_ids)[0]
     cross_attention_caches, encoder_padding_mask = decoder.encode(encoder_token_ids)
@@ -56,7 +51,7 @@ def greedy_loop(
         logits, caches = decoder.step(
             token_ids, index, caches, cross_attention_caches, encoder_padding_mask
         )  # (B, V)
-        token_ids = tf.argmax(exclude_padding(logits), axis=-1, output_type=tf.int32)  # (B,)
+        token_ids = choose_tokens(exclude_padding(logits), index)  # (B,)
         token_ids = tf.where(finished, 0, token_ids)
         tokens = write_position(tokens, index, token_ids)  # (B, L)
         finished = tf.logical_or(finished, is_end(token_ids, end_token_id))
@@ -74,6 +69,42 @@ def greedy_loop(
         ),
     )
     return tokens, num_steps
+
+
+def greedy_loop(
+    decoder: CachedSeq2SeqDecoder,
+    encoder_token_ids: tf.Tensor,
+    *,
+    start_token_id: int,
+    end_token_id: int | None,
+    max_length: int,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """The greedy search as graph code: `token_loop` taking the most likely token.
+
+    Args:
+        decoder: the model's `CachedSeq2SeqDecoder`.
+        encoder_token_ids: int32 (B, S).
+        start_token_id, end_token_id, max_length: as `greedy_search`.
+
+    Returns:
+        `(tokens, num_steps)` as `token_loop`.
+
+    Example:
+    >>> decoder = CachedSeq2SeqDecoder(model)
+    >>> decode = tf.function(lambda ids: greedy_loop(
+    ...     decoder, ids, start_token_id=1, end_token_id=2, max_length=10))
+    >>> tokens, num_steps = decode(tf.constant([[5, 6, 7, 0]]))
+    >>> tokens.shape
+    TensorShape([1, 10])
+    """
+    return token_loop(
+        decoder,
+        encoder_token_ids,
+        lambda logits, index: tf.argmax(logits, axis=-1, output_type=tf.int32),
+        start_token_id=start_token_id,
+        end_token_id=end_token_id,
+        max_length=max_length,
+    )
 
 
 def greedy_search(

@@ -9,15 +9,13 @@ import keras
 import tensorflow as tf
 
 from keras_transformer.decoding.cached_decoder import CachedSeq2SeqDecoder
+from keras_transformer.decoding.greedy import token_loop
 from keras_transformer.decoding.search_utils import (
     EXCLUDED_LOGIT,
     check_encoder_token_ids,
     check_settings,
     compiled_search,
-    exclude_padding,
-    is_end,
     model_decoder,
-    write_position,
 )
 from keras_transformer.layers.validation import check_positive_int
 
@@ -80,37 +78,21 @@ def sample_loop(
     >>> tokens.shape
     TensorShape([1, 10])
     """
-    batch_size = tf.shape(encoder_token_ids)[0]
-    cross_attention_caches, encoder_padding_mask = decoder.encode(encoder_token_ids)
 
-    def keep_going(index, token_ids, finished, tokens, caches):
-        return tf.logical_and(index < max_length, tf.logical_not(tf.reduce_all(finished)))
-
-    def decode_one(index, token_ids, finished, tokens, caches):
-        logits, caches = decoder.step(
-            token_ids, index, caches, cross_attention_caches, encoder_padding_mask
-        )  # (B, V)
-        logits = filter_logits(exclude_padding(logits), temperature, top_k, top_p)
+    def choose_tokens(logits, index):
+        logits = filter_logits(logits, temperature, top_k, top_p)
         step_seed = tf.stack([seed, index])  # (2,)
         token_ids = tf.random.stateless_categorical(logits, 1, seed=step_seed)  # (B, 1)
-        token_ids = tf.cast(token_ids[:, 0], tf.int32)  # (B,)
-        token_ids = tf.where(finished, 0, token_ids)
-        tokens = write_position(tokens, index, token_ids)  # (B, L)
-        finished = tf.logical_or(finished, is_end(token_ids, end_token_id))
-        return index + 1, token_ids, finished, tokens, caches
+        return tf.cast(token_ids[:, 0], tf.int32)  # (B,)
 
-    num_steps, _, _, tokens, _ = tf.while_loop(
-        keep_going,
-        decode_one,
-        (
-            tf.constant(0),
-            tf.fill((batch_size,), start_token_id),
-            tf.zeros((batch_size,), tf.bool),
-            tf.zeros((batch_size, max_length), tf.int32),
-            decoder.init_self_attention_caches(batch_size, max_length),
-        ),
+    return token_loop(
+        decoder,
+        encoder_token_ids,
+        choose_tokens,
+        start_token_id=start_token_id,
+        end_token_id=end_token_id,
+        max_length=max_length,
     )
-    return tokens, num_steps
 
 
 def sample(
