@@ -85,7 +85,9 @@ def test_bad_inputs_each_give_a_string(serving):
     results = dict(zip(BAD_INPUTS, translations))
     assert results["empty"] == results["whitespace only"] == ""
     assert scores.numpy()[0] == 0.0
-    assert results["cyrillic"] and results["chinese"] and results["very long"]
+    # Text in another script is all [UNK]: any string, even "", is a valid
+    # answer (a tiny model often ends at once). A long input is cut, not dropped.
+    assert results["very long"]
     assert np.all(np.isfinite(scores.numpy()))
     # A mixed batch gives each row what it gives alone.
     for text, translation in zip(texts, translations):

@@ -292,7 +292,9 @@ def test_keras_file_round_trip_keeps_the_training_setup(batch, save_and_load):
     assert (optimizer_config["beta_2"], optimizer_config["epsilon"]) == (0.98, 1e-9)
     schedule = keras.optimizers.schedules.deserialize(optimizer_config["learning_rate"])
     assert isinstance(schedule, TransformerSchedule)
-    assert schedule.get_config() == {"hidden_dim": HIDDEN_DIM, "warmup_steps": 10, "scale": 1.0}
+    assert schedule.get_config() == {
+        "hidden_dim": HIDDEN_DIM, "warmup_steps": 10, "scale": 1.0, "gradient_accumulation_steps": 1
+    }
     assert int(restored.optimizer.iterations) == 1
     assert restored.loss.label_smoothing == 0.2
 
