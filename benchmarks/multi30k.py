@@ -191,6 +191,9 @@ def main() -> None:
             ),
             loss=kt.training.MaskedSparseCategoricalCrossentropy(config.label_smoothing),
             metrics=[kt.training.MaskedAccuracy()],
+            # As the trainer: no XLA, which would compile again for every
+            # bucketed (S, T) shape (~20 s each on a CPU core).
+            jit_compile=False,
         )
         budget = TimeBudget(args.budget_minutes * 60)
         steps_per_epoch = len(train) // config.batch_size

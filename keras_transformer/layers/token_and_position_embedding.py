@@ -114,7 +114,9 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
     def _project_to_vocabulary(self, hidden):
         check_rank(type(self).__name__, "hidden states (reverse=True)", hidden.shape, 3)
         table = ops.cast(self.embeddings, hidden.dtype)  # (V, D)
-        logits = ops.einsum("btd,vd->btv", hidden, table)  # (B, T, V)
+        # A matmul, not einsum("btd,vd->btv"): TF differentiates that einsum
+        # into a far slower kernel (small train step 1.72 s -> 0.95 s, no XLA).
+        logits = ops.matmul(hidden, ops.transpose(table))  # (B, T, V)
         return ops.cast(logits, "float32")
 
     def compute_mask(self, inputs, mask=None):
