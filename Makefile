@@ -15,8 +15,10 @@ $(BIN)/keras-transformer: setup.cfg pyproject.toml
 run: $(BIN)/keras-transformer
 	$(BIN)/python examples/translate_embedded.py
 
+# The whole suite under TensorFlow, then the layer tests under JAX.
 test: $(BIN)/keras-transformer
 	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -n 2 -q -p no:cacheprovider tests/layers
 
 test-slow: $(BIN)/keras-transformer
 	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider -m slow

@@ -1,13 +1,27 @@
-"""Shared fixtures: a quiet TensorFlow backend, fixed seeds, dtype policies."""
+"""Shared fixtures: a quiet backend (TensorFlow unless KERAS_BACKEND says
+otherwise), fixed seeds, dtype policies.
+
+Tests marked `tensorflow_only` use TensorFlow directly (`tf.function`,
+`tf.GradientTape`) and are skipped under the other backends; `make test`
+runs tests/layers under JAX as well."""
 
 import os
 
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
-os.environ["KERAS_BACKEND"] = "tensorflow"
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    if keras.backend.backend() == "tensorflow":
+        return
+    skip = pytest.mark.skip(reason=f"uses TensorFlow directly; backend is {keras.backend.backend()}")
+    for item in items:
+        if "tensorflow_only" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

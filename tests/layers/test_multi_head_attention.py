@@ -242,6 +242,7 @@ def test_token_by_token_cache_equals_full_causal_pass(inputs, extra_length):
     np.testing.assert_allclose(key_cache[:, :, :T], keys, atol=1e-6)
 
 
+@pytest.mark.tensorflow_only
 def test_cache_loop_in_a_compiled_function_with_a_tensor_index(inputs):
     layer = make_layer()
     x = inputs["x"]

@@ -21,6 +21,7 @@ def test_returns_the_table_rows_for_every_batch_element():
         np.testing.assert_array_equal(row, table[:6])
 
 
+@pytest.mark.tensorflow_only
 def test_start_index_offsets_positions_and_may_be_a_tensor():
     layer = built_layer()
     table = keras.ops.convert_to_numpy(layer.position_embeddings)
@@ -36,6 +37,7 @@ def test_table_has_one_trainable_vector_per_position():
     assert [tuple(w.shape) for w in layer.trainable_weights] == [(12, 5)]
 
 
+@pytest.mark.tensorflow_only
 def test_gradient_reaches_only_the_used_positions():
     layer = built_layer()
     with tf.GradientTape() as tape:

@@ -39,6 +39,7 @@ def test_max_wavelength_changes_the_frequencies():
     assert not np.allclose(outputs[0], reference_encoding(9, 6))
 
 
+@pytest.mark.tensorflow_only
 def test_start_index_offsets_positions_and_may_be_a_tensor():
     layer = SinusoidalPositionEncoding()
     full = keras.ops.convert_to_numpy(layer(np.zeros((2, 10, 8), "float32")))

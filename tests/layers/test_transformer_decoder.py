@@ -128,6 +128,7 @@ def test_stacked_cached_loop_equals_full_pass(decoder_sequence, encoder_sequence
     np.testing.assert_allclose(to_numpy(cache[0])[:, 0, :, :T], first_block_keys, atol=1e-6)
 
 
+@pytest.mark.tensorflow_only
 def test_stacked_cached_loop_with_padding_in_an_xla_function(decoder_sequence, encoder_sequence):
     decoder = make_decoder(normalize_first=True)
     decoder_mask, encoder_mask = padding(DECODER_LENGTHS, T), padding(ENCODER_LENGTHS, S)

@@ -158,6 +158,7 @@ def test_cached_loop_with_encoder_sequence_and_padding_equals_full_pass(decoder_
     np.testing.assert_allclose(steps[decoder_mask], full[decoder_mask], atol=1e-5)
 
 
+@pytest.mark.tensorflow_only
 def test_cached_loop_in_a_compiled_function(decoder_sequence, encoder_sequence):
     block = make_block()
     encoder_mask = padding(ENCODER_LENGTHS, S)
