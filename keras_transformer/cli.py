@@ -17,6 +17,7 @@ import sys
 from keras_transformer.data import PAPER_EXAMPLE, DataError
 from keras_transformer.translation import (
     TrainingDivergedError,
+    TrainingInterrupted,
     Translator,
     evaluate,
     plot_cross_attention,
@@ -86,6 +87,7 @@ def run_export(args: argparse.Namespace) -> None:
         args.format,
         args.output,
         **{name: value for name, value in options.items() if value is not None},
+        text_signature=not args.ids_only,
         overwrite=args.overwrite,
     )
     print(f"Wrote {written}")
@@ -182,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["greedy", "beam"],
         help="default: beam for a SavedModel when the config's beam_size > 1, greedy for tflite",
     )
+    command.add_argument(
+        "--ids-only",
+        action="store_true",
+        help="for saved_model: only the translate_ids signature and no tensorflow-text "
+        "op, for TF Serving builds that lack them (tokenize in the client)",
+    )
     command.add_argument("--overwrite", action="store_true", help="replace an existing output")
     command.set_defaults(run=run_export)
     return parser
@@ -192,18 +200,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (DataError, ValueError, FileNotFoundError) as error:
+    except (DataError, ValueError, FileNotFoundError, FileExistsError) as error:
         print(f"{PROGRAM} {args.command}: error: {error}", file=sys.stderr)
         return USAGE_ERROR
     except TrainingDivergedError as error:
         print(f"{PROGRAM} {args.command}: {error}", file=sys.stderr)
         return 1
+    except TrainingInterrupted as error:  # SIGINT or SIGTERM during `train`
+        print(f"{PROGRAM} {args.command}: {error}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print(
-            f"{PROGRAM} {args.command}: interrupted. Re-run `train` with the same "
-            "arguments to resume from the last finished epoch.",
-            file=sys.stderr,
-        )
+        print(f"{PROGRAM} {args.command}: interrupted.", file=sys.stderr)
         return 130
     return 0
 

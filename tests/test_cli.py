@@ -13,6 +13,8 @@ import pytest
 from keras_transformer.cli import main
 from keras_transformer.data import generate_pairs
 
+from export.clean_process import run_in_clean_process
+
 TINY_CONFIG = {
     "recipe": "tiny", "num_layers": 1, "hidden_dim": 32, "num_heads": 2,
     "intermediate_dim": 64, "dropout": 0.0, "max_sequence_length": 16,
@@ -100,6 +102,40 @@ def test_attention_writes_a_heatmap(run_dir, files, capsys, average):
     assert code == 0, err
     assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "decoder layer 0" in out
+
+
+def test_export_ids_only_loads_with_tensorflow_alone(run_dir, tmp_path, capsys):
+    output = tmp_path / "translator" / "1"
+    code, out, err = run(capsys, "export", "--run-dir", str(run_dir), "--format", "saved_model",
+                         "--output", str(output), "--ids-only")
+    assert code == 0, err
+    assert out.strip() == f"Wrote {output}"
+    script = f"""
+import json, sys
+import tensorflow as tf
+model = tf.saved_model.load({str(output)!r})
+outputs = model.signatures["serving_default"](encoder_token_ids=tf.constant([[5, 6, 3]]))
+print(json.dumps({{
+    "signatures": sorted(model.signatures),
+    "inputs": sorted(model.signatures["serving_default"].structured_input_signature[1]),
+    "outputs": sorted(outputs),
+    "imported": [name for name in ("tensorflow_text", "keras_transformer") if name in sys.modules],
+}}))
+"""
+    report = run_in_clean_process(script)
+    assert report == {
+        "signatures": ["serving_default", "translate_ids"],
+        "inputs": ["encoder_token_ids"],
+        "outputs": ["scores", "token_ids"],
+        "imported": [],
+    }
+
+
+def test_export_ids_only_is_for_saved_model(run_dir, tmp_path, capsys):
+    code, _, err = run(capsys, "export", "--run-dir", str(run_dir), "--format", "tflite",
+                       "--output", str(tmp_path / "model.tflite"), "--ids-only")
+    assert_usage_error(code, err, "--ids-only", "saved_model format only", "'tflite'")
+    assert not (tmp_path / "model.tflite").exists()
 
 
 def assert_usage_error(code, err, *fragments):

@@ -7,7 +7,8 @@ import tempfile
 from collections.abc import Iterator
 
 
-def _check_target(path: str, overwrite: bool) -> None:
+def check_target(path: str | os.PathLike, overwrite: bool) -> None:
+    """Raises FileExistsError if `path` exists and may not be replaced."""
     if os.path.lexists(path) and not overwrite:
         raise FileExistsError(
             f"{path} already exists. Pass `overwrite=True` to replace it, or export "
@@ -26,13 +27,13 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
     moved aside, replaced, then deleted.
     """
     path = os.path.abspath(os.fspath(path))
-    _check_target(path, overwrite)
+    check_target(path, overwrite)
     parent, name = os.path.split(path)
     os.makedirs(parent, exist_ok=True)
     temporary = tempfile.mkdtemp(dir=parent, prefix=f".{name}.tmp-")
     try:
         yield temporary
-        _check_target(path, overwrite)
+        check_target(path, overwrite)
         old = None
         if os.path.lexists(path):
             old = tempfile.mkdtemp(dir=parent, prefix=f".{name}.old-")
@@ -48,7 +49,7 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
 def write_bytes_atomic(path: str | os.PathLike, content: bytes, overwrite: bool = True) -> None:
     """Writes `content` to a temporary file beside `path`, then renames it."""
     path = os.path.abspath(os.fspath(path))
-    _check_target(path, overwrite)
+    check_target(path, overwrite)
     parent, name = os.path.split(path)
     os.makedirs(parent, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=parent, prefix=f".{name}.tmp-")

@@ -11,6 +11,7 @@ import keras_hub
 import tensorflow as tf
 
 from keras_transformer.data.tokenizers import END_ID, PAD_ID, UNK_ID
+from keras_transformer.decoding import CachedSeq2SeqDecoder
 from keras_transformer.layers.validation import check_positive_int
 
 DECODINGS = ("greedy", "beam")
@@ -90,6 +91,12 @@ def clean_token_ids(
     return tf.where(too_long[:, None] & last, END_ID, ids)
 
 
+def check_model(model: keras.Model) -> CachedSeq2SeqDecoder:
+    """The model's `CachedSeq2SeqDecoder`; a ValueError naming what was received
+    for anything but a model from `build_seq2seq_transformer`."""
+    return CachedSeq2SeqDecoder(model)
+
+
 def check_lengths(model: keras.Model, max_input_length, max_output_length) -> tuple[int, int]:
     """The lengths to export, defaulting to the model's `max_sequence_length`.
 
@@ -104,6 +111,11 @@ def check_lengths(model: keras.Model, max_input_length, max_output_length) -> tu
         max_output_length = decoder_embedding.sequence_length
     check_positive_int("max_input_length", max_input_length)
     check_positive_int("max_output_length", max_output_length)
+    if max_input_length < 2:
+        raise ValueError(
+            "`max_input_length` must be at least 2: one source token and [END]. "
+            f"Received: max_input_length={max_input_length}"
+        )
     for name, value, embedding in (
         ("max_input_length", max_input_length, encoder_embedding),
         ("max_output_length", max_output_length, decoder_embedding),
@@ -117,8 +129,11 @@ def check_lengths(model: keras.Model, max_input_length, max_output_length) -> tu
     return int(max_input_length), int(max_output_length)
 
 
-def check_decoding(decoding: str, beam_size: int, length_penalty: float) -> None:
-    """Raises a ValueError for an unknown decoding or bad beam settings."""
+def check_decoding(
+    decoding: str, beam_size: int, length_penalty: float, vocabulary_size: int | None = None
+) -> None:
+    """Raises a ValueError for an unknown decoding or bad beam settings;
+    with `vocabulary_size` (V), a beam search needs `beam_size` < V."""
     if decoding not in DECODINGS:
         raise ValueError(
             f"`decoding` must be one of {DECODINGS}. Received: decoding={decoding!r}"
@@ -128,4 +143,9 @@ def check_decoding(decoding: str, beam_size: int, length_penalty: float) -> None
         raise ValueError(
             f"`length_penalty` must be a number (alpha, 0.6 in the paper). "
             f"Received: length_penalty={length_penalty!r}"
+        )
+    if decoding == "beam" and vocabulary_size is not None and beam_size >= vocabulary_size:
+        raise ValueError(
+            f"`beam_size` must be below the target vocabulary size ({vocabulary_size}, "
+            f"of which id 0 is padding). Received: beam_size={beam_size}"
         )

@@ -2,6 +2,7 @@
 
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import keras
@@ -13,6 +14,54 @@ from keras_transformer.export.tflite import QUANTIZATIONS, export_tflite
 
 FORMATS = ("saved_model", "tflite")
 RUN_FILES = ("config.json", "source_vocabulary.txt", "target_vocabulary.txt", "model.keras")
+# The config.json fields export reads besides "direction", with their checks.
+_POSITIVE_INT_FIELDS = ("beam_size", "max_sequence_length")
+
+
+def _check_config(path: Path, config: dict) -> None:
+    """Raises ValueError, naming config.json, for a missing or malformed field export reads."""
+    if "direction" not in config:
+        raise ValueError(f'{path}: expected a JSON object with a "direction" key.')
+    try:
+        parse_direction(config["direction"])
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    for name in _POSITIVE_INT_FIELDS:
+        value = config.get(name, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{path}: `{name}` must be a positive integer. Received: {value!r}")
+    penalty = config.get("length_penalty", 0.6)
+    if isinstance(penalty, bool) or not isinstance(penalty, (int, float)):
+        raise ValueError(f"{path}: `length_penalty` must be a number. Received: {penalty!r}")
+    if not isinstance(config.get("lowercase", False), bool):
+        raise ValueError(
+            f"{path}: `lowercase` must be true or false. Received: {config['lowercase']!r}"
+        )
+
+
+def _load_model(path: Path) -> keras.Model:
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path} is not a .keras model archive (a zip file of {path.stat().st_size} "
+            "bytes is expected): the file is corrupt or was not written by `model.save`."
+        )
+    return keras.saving.load_model(path, compile=False)
+
+
+def _check_vocabulary_sizes(run_dir: Path, config: dict, vocabularies: dict, model) -> None:
+    """Raises ValueError when a vocabulary file, config.json and the model's
+    embedding disagree on a vocabulary size."""
+    embeddings = {"source": "encoder_embedding", "target": "decoder_embedding"}
+    for side, vocabulary in vocabularies.items():
+        model_size = model.get_layer(embeddings[side]).vocabulary_size
+        config_size = config.get(f"{side}_vocabulary_size", model_size)
+        if not len(vocabulary) == config_size == model_size:
+            raise ValueError(
+                f"The {side} vocabulary sizes of {run_dir} disagree: "
+                f"{side}_vocabulary.txt has {len(vocabulary)} tokens, config.json says "
+                f"{config_size} and the model's embedding has {model_size}. They must be "
+                "equal; the run directory mixes files from different runs."
+            )
 
 
 def read_run_dir(run_dir: str | os.PathLike) -> tuple[dict, list[str], list[str], keras.Model]:
@@ -20,7 +69,10 @@ def read_run_dir(run_dir: str | os.PathLike) -> tuple[dict, list[str], list[str]
 
     Raises:
         FileNotFoundError: naming every missing file.
-        ValueError: if config.json is not a JSON object.
+        ValueError: if config.json is not a JSON object with a valid
+            "direction" and valid fields, model.keras is not a .keras
+            archive, or the vocabulary files, config.json and the model
+            disagree on a vocabulary size.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -37,9 +89,12 @@ def read_run_dir(run_dir: str | os.PathLike) -> tuple[dict, list[str], list[str]
         raise ValueError(f"{run_dir / 'config.json'}: not valid JSON ({error}).") from None
     if not isinstance(config, dict):
         raise ValueError(f"{run_dir / 'config.json'}: expected a JSON object.")
+    _check_config(run_dir / "config.json", config)
     source_vocabulary = load_vocabulary(run_dir / "source_vocabulary.txt")
     target_vocabulary = load_vocabulary(run_dir / "target_vocabulary.txt")
-    model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    model = _load_model(run_dir / "model.keras")
+    vocabularies = {"source": source_vocabulary, "target": target_vocabulary}
+    _check_vocabulary_sizes(run_dir, config, vocabularies, model)
     return config, source_vocabulary, target_vocabulary, model
 
 
@@ -50,6 +105,7 @@ def export_from_run_dir(
     *,
     quantization: str = "none",
     decoding: str | None = None,
+    text_signature: bool = True,
     overwrite: bool = False,
 ) -> str:
     """Exports the model of a run directory as a SavedModel or a .tflite.
@@ -69,6 +125,9 @@ def export_from_run_dir(
         decoding: "greedy" or "beam"; None for beam search when the
             config's `beam_size` is above 1 for a SavedModel, and greedy for
             a .tflite.
+        text_signature: for "saved_model": include the string signature;
+            False exports `translate_ids` alone, with no tensorflow-text op
+            (see `export_saved_model`).
         overwrite: replace an existing `output`.
 
     Returns:
@@ -89,6 +148,11 @@ def export_from_run_dir(
         raise ValueError(
             "Quantization applies to the tflite format only; a SavedModel keeps "
             f"the trained weights. Received: quantization={quantization!r}"
+        )
+    if format == "tflite" and not text_signature:
+        raise ValueError(
+            "`text_signature=False` (--ids-only) applies to the saved_model format "
+            "only; a .tflite always takes and returns ids. Received: format='tflite'"
         )
     if not overwrite and os.path.lexists(output):
         raise FileExistsError(f"{output} already exists. Choose a new output path.")
@@ -120,5 +184,6 @@ def export_from_run_dir(
         max_input_length=max_length,
         max_output_length=max_length,
         target_language=target_language,
+        text_signature=text_signature,
         overwrite=overwrite,
     )

@@ -5,6 +5,7 @@ K beams, V target vocabulary.
 """
 
 import os
+import re
 
 import keras
 import tensorflow as tf
@@ -20,10 +21,11 @@ from keras_transformer.data.tokenizers import (
 from keras_transformer.decoding import CachedSeq2SeqDecoder
 from keras_transformer.decoding.beam import beam_loop
 from keras_transformer.decoding.greedy import greedy_loop
-from keras_transformer.export.files import atomic_directory
+from keras_transformer.export.files import atomic_directory, check_target
 from keras_transformer.export.preprocessing import (
     check_decoding,
     check_lengths,
+    check_model,
     clean_text,
     clean_token_ids,
     source_token_ids,
@@ -130,10 +132,11 @@ def _vocabulary(vocabulary, name: str) -> list[str]:
 
 def _check_vocabulary_size(model, vocabulary, name, layer_name):
     model_size = model.get_layer(layer_name).vocabulary_size
-    if len(vocabulary) > model_size:
+    if len(vocabulary) != model_size:
         raise ValueError(
             f"`{name}` has {len(vocabulary)} tokens but the model's '{layer_name}' "
-            f"embeds only {model_size} ids. Pass the vocabulary the model was trained with."
+            f"embeds {model_size} ids; they must be equal. Pass the vocabulary the "
+            "model was trained with."
         )
 
 
@@ -187,7 +190,8 @@ def export_saved_model(
     Args:
         model: a model from `build_seq2seq_transformer`, trained.
         source_vocabulary, target_vocabulary: tokens, or vocabulary files
-            written by `save_vocabulary`.
+            written by `save_vocabulary`; each must have as many tokens as
+            the model's embedding has ids.
         output_dir: the SavedModel directory to create (for TF Serving,
             `models/NAME/VERSION`).
         lowercase: as the vocabularies were trained.
@@ -214,7 +218,14 @@ def export_saved_model(
     ... # doctest: +SKIP
     {'translations': <tf.Tensor: ... [b'I am a student.']>, 'scores': ...}
     """
-    check_decoding(decoding, beam_size, length_penalty)
+    check_target(output_dir, overwrite)  # before the slow tracing, not only after it
+    decoder = check_model(model)
+    check_decoding(decoding, beam_size, length_penalty, decoder.vocabulary_size)
+    if not isinstance(target_language, str) or not re.fullmatch("[a-z]{2,3}", target_language):
+        raise ValueError(
+            "`target_language` must be a lowercase language code of two or three "
+            f"letters, such as 'en' or 'fr'. Received: target_language={target_language!r}"
+        )
     max_input_length, max_output_length = check_lengths(
         model, max_input_length, max_output_length
     )

@@ -18,7 +18,7 @@ from keras_transformer.decoding import CachedSeq2SeqDecoder
 from keras_transformer.decoding.beam import beam_loop
 from keras_transformer.decoding.greedy import greedy_loop
 from keras_transformer.export.files import write_bytes_atomic
-from keras_transformer.export.preprocessing import check_decoding, check_lengths
+from keras_transformer.export.preprocessing import check_decoding, check_lengths, check_model
 from keras_transformer.layers.validation import check_positive_int
 
 QUANTIZATIONS = ("none", "float16", "dynamic_range")
@@ -123,6 +123,17 @@ def _converter(saved_model_dir: str, quantization: str) -> tf.lite.TFLiteConvert
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantization == "float16":
         converter.target_spec.supported_types = [tf.float16]
+    if quantization == "dynamic_range":
+        # One int8 scale per weight tensor rather than per output channel.
+        # Per channel, every tensor entry of a weight (two or three: the
+        # signatures share buffers, not tensors) stores a float32 scale and
+        # an int64 zero point per output channel, 12 bytes against D bytes
+        # of int8; and the tied target embedding is stored twice, per tensor
+        # for GATHER (which takes nothing else) and per channel for the
+        # output projection. Per tensor, both read one int8 table. (A private
+        # converter flag: tensorflow is pinned to 2.21, and
+        # tests/export/test_export_tflite.py checks the table is stored once.)
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = True
     return converter
 
 
@@ -161,8 +172,10 @@ def export_tflite(
       For clients that run their own loop (sampling, constrained decoding).
 
     Quantization: "float16" stores weights as float16 (about half the size);
-    "dynamic_range" stores weights as int8 and quantizes activations on the
-    fly (about a quarter); both run on any CPU.
+    "dynamic_range" stores weights as int8 with one scale per tensor and
+    quantizes activations on the fly (about a quarter; the tied target
+    embedding is one int8 table for both the lookup and the output
+    projection); both run on any CPU.
 
     Args:
         model: a model from `build_seq2seq_transformer`, trained.
@@ -191,7 +204,8 @@ def export_tflite(
             f"quantization={quantization!r}"
         )
     check_positive_int("batch_size", batch_size)
-    check_decoding(decoding, beam_size, length_penalty)
+    decoder = check_model(model)
+    check_decoding(decoding, beam_size, length_penalty, decoder.vocabulary_size)
     max_input_length, max_output_length = check_lengths(
         model, max_input_length, max_output_length
     )
@@ -203,7 +217,7 @@ def export_tflite(
         "beam_size": int(beam_size),
         "length_penalty": float(length_penalty),
     }
-    functions = _signature_functions(CachedSeq2SeqDecoder(model), settings)
+    functions = _signature_functions(decoder, settings)
     signatures = {
         name: _frozen_signature(function, input_signature)
         for name, (function, input_signature) in functions.items()

@@ -1,7 +1,6 @@
 """The SavedModel export: parity with the Python decoding API, a clean-process
 load, `saved_model_cli`, and a table of bad serving inputs."""
 
-import json
 import os
 import subprocess
 import sys
@@ -15,6 +14,8 @@ from keras_transformer.data import END_ID, START_ID, UNK_ID, detokenize
 from keras_transformer.decoding import beam_search, greedy_search
 from keras_transformer.export import export_saved_model
 from keras_transformer.export.files import atomic_directory
+
+from clean_process import run_in_clean_process
 
 MAX_INPUT_LENGTH = 16
 MAX_OUTPUT_LENGTH = 24
@@ -140,12 +141,7 @@ print(json.dumps({{
     "signatures": sorted(model.signatures),
 }}))
 """
-    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ""}
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=environment,
-        cwd="/", timeout=300, check=True,
-    )
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = run_in_clean_process(script)
     assert report["translations"][0] and report["translations"][1] == ""
     assert not report["keras_transformer_imported"]
     assert report["signatures"] == ["serving_default", "translate_ids"]
@@ -233,12 +229,7 @@ print(json.dumps({{
         "token_ids"].numpy().tolist(),
 }}))
 """
-    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ""}
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=environment,
-        cwd="/", timeout=300, check=True,
-    )
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = run_in_clean_process(script)
     assert report["signatures"] == ["serving_default", "translate_ids"]
     _, tokens, _ = _python_translations(translator, ["Je suis étudiant."])
     assert report["token_ids"] == tokens.tolist()
