@@ -15,6 +15,7 @@ encoder can attend to.
 import keras_hub
 import tensorflow as tf
 
+from keras_transformer.data.readers import check_pairs
 from keras_transformer.data.tokenizers import END_ID, PAD_ID, START_ID
 
 ENCODER_INPUT = "encoder_token_ids"
@@ -87,6 +88,14 @@ def make_dataset(
     for name, value in (("batch_size", batch_size), ("max_sequence_length", max_sequence_length)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"`{name}` must be a positive integer. Received: {value!r}")
+    check_pairs(pairs)
+    tokenizers = {"source_tokenizer": source_tokenizer, "target_tokenizer": target_tokenizer}
+    for name, tokenizer in tokenizers.items():
+        if not callable(tokenizer):
+            raise ValueError(
+                f"`{name}` must be a tokenizer from `build_tokenizer`. "
+                f"Received: {type(tokenizer).__name__}"
+            )
     if bucket_boundaries is None:
         bucket_boundaries = list(range(_BUCKET_WIDTH, max_sequence_length + 1, _BUCKET_WIDTH))
     bucket_boundaries = list(bucket_boundaries)
@@ -147,6 +156,10 @@ def padding_fraction(dataset: tf.data.Dataset, max_batches: int | None = None) -
     0.25
     """
     if max_batches is not None:
+        if isinstance(max_batches, bool) or not isinstance(max_batches, int) or max_batches < 1:
+            raise ValueError(
+                f"`max_batches` must be a positive integer or None. Received: {max_batches!r}"
+            )
         dataset = dataset.take(max_batches)
     padded = total = 0
     for inputs, _ in dataset:

@@ -167,7 +167,10 @@ def load_corpus(path: PathLike, direction: str = "fr-en") -> list[Pair]:
     path = Path(path)
     if path.is_file():
         with open(path, "rb") as file:
-            if b"\t" not in file.read(1 << 16):
+            head = file.read(1 << 16)
+            if not head.strip():
+                raise DataError(f"{path}: the file is empty; expected sentence pairs.")
+            if b"\t" not in head:
                 raise DataError(
                     f"{path} has no tab-separated pairs. For line-aligned files, pass "
                     f"their common prefix, e.g. {path.with_suffix('')}."
@@ -181,6 +184,26 @@ def load_corpus(path: PathLike, direction: str = "fr-en") -> list[Pair]:
         f"No corpus found at {path}: looked for a tab-separated file {path} and for "
         f"line-aligned files {source_path} and {target_path} (direction {direction!r})."
     )
+
+
+def check_pairs(pairs: list[Pair]) -> None:
+    """Raises ValueError unless every item of `pairs` is a `(source, target)`
+    pair of strings, naming the first item that is not."""
+    if isinstance(pairs, (str, bytes)):
+        raise ValueError(
+            "`pairs` must be a list of (source, target) string pairs. "
+            f"Received a string: {pairs[:40]!r}"
+        )
+    for index, pair in enumerate(pairs):
+        if not (
+            isinstance(pair, (tuple, list))
+            and len(pair) == 2
+            and all(isinstance(text, str) for text in pair)
+        ):
+            raise ValueError(
+                "`pairs` must hold (source, target) pairs of two strings. "
+                f"Received: pairs[{index}]={pair!r}"
+            )
 
 
 def split_pairs(
@@ -214,9 +237,11 @@ def split_pairs(
     """
     if not pairs:
         raise ValueError("`pairs` must hold at least one pair. Received 0 pairs.")
+    check_pairs(pairs)
     fractions = {"validation_fraction": validation_fraction, "test_fraction": test_fraction}
     for name, fraction in fractions.items():
-        if not 0 <= fraction < 1:
+        is_number = isinstance(fraction, (int, float)) and not isinstance(fraction, bool)
+        if not is_number or not 0 <= fraction < 1:
             raise ValueError(f"`{name}` must be in [0, 1). Received: {fraction!r}")
     sources = list(dict.fromkeys(source for source, _ in pairs))
     random.Random(seed).shuffle(sources)

@@ -81,15 +81,23 @@ def train_wordpiece_vocabulary(
         English-French); Wu et al., 2016, "Google's Neural Machine Translation
         System", section 4.1.
     """
+    if isinstance(texts, (str, bytes)):
+        raise ValueError(
+            f"`texts` must be a list of sentences. Received a string: {texts[:40]!r}"
+        )
     if not texts:
         raise ValueError("`texts` must hold at least one sentence. Received 0 sentences.")
-    if vocabulary_size <= len(RESERVED_TOKENS):
+    if (
+        isinstance(vocabulary_size, bool)
+        or not isinstance(vocabulary_size, int)
+        or vocabulary_size <= len(RESERVED_TOKENS)
+    ):
         raise ValueError(
-            f"`vocabulary_size` must exceed the {len(RESERVED_TOKENS)} reserved tokens. "
-            f"Received: {vocabulary_size!r}"
+            f"`vocabulary_size` must be an integer above the {len(RESERVED_TOKENS)} "
+            f"reserved tokens. Received: {vocabulary_size!r}"
         )
-    if min_count < 1:
-        raise ValueError(f"`min_count` must be at least 1. Received: {min_count!r}")
+    if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
+        raise ValueError(f"`min_count` must be an integer of at least 1. Received: {min_count!r}")
     # What `keras_hub.tokenizers.compute_word_piece_vocabulary` does, with the
     # learner's lower frequency threshold exposed.
     words = tf.data.Dataset.from_tensor_slices(texts).batch(1024).map(
@@ -126,7 +134,22 @@ def build_tokenizer(
     >>> tokenizer.tokenize(["je suis ici ."])
     [[4, 5, 1, 6]]
     """
+    if isinstance(vocabulary, (str, os.PathLike)):
+        raise ValueError(
+            "`vocabulary` must be a list of tokens; read a vocabulary file with "
+            f"`load_vocabulary`. Received: {vocabulary!r}"
+        )
     _check_reserved_tokens(vocabulary, "`vocabulary`")
+    _check_unique(vocabulary, "`vocabulary`")
+    if sequence_length is not None and (
+        isinstance(sequence_length, bool)
+        or not isinstance(sequence_length, int)
+        or sequence_length < 1
+    ):
+        raise ValueError(
+            "`sequence_length` must be None (ragged output) or a positive integer. "
+            f"Received: sequence_length={sequence_length!r}"
+        )
     return keras_hub.tokenizers.WordPieceTokenizer(
         vocabulary=vocabulary,
         sequence_length=sequence_length,
@@ -168,6 +191,11 @@ def detokenize_to_strings(
     """
     if isinstance(token_ids, tf.RaggedTensor):
         token_ids = token_ids.to_tensor(default_value=PAD_ID)
+    token_ids = tf.convert_to_tensor(token_ids)
+    if not token_ids.dtype.is_integer:
+        raise ValueError(
+            f"`token_ids` must be integer token ids. Received dtype {token_ids.dtype.name}."
+        )
     token_ids = tf.cast(token_ids, "int32")  # (B, T)
     if token_ids.shape.rank != 2:
         raise ValueError(f"`token_ids` must have shape (B, T). Received: {token_ids.shape}")
@@ -219,10 +247,15 @@ def save_vocabulary(vocabulary: list[str], path: str | os.PathLike) -> None:
     >>> save_vocabulary(RESERVED_TOKENS + ["je"], "vocabulary.fr.txt")  # doctest: +SKIP
     """
     _check_reserved_tokens(vocabulary, "`vocabulary`")
+    _check_unique(vocabulary, "`vocabulary`")
     for token in vocabulary:
         if not token or "\n" in token or "\r" in token:
             raise ValueError(f"Tokens must be non-empty and on one line. Received: {token!r}")
     directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(
+            f"{path}: cannot write the vocabulary, the directory {directory} does not exist."
+        )
     handle, temporary_path = tempfile.mkstemp(dir=directory, prefix=".vocabulary-")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
@@ -244,8 +277,8 @@ def load_vocabulary(path: str | os.PathLike) -> list[str]:
         The tokens, in id order.
 
     Raises:
-        DataError: if the file is missing, empty, not UTF-8, or does not start
-            with `RESERVED_TOKENS` in order.
+        DataError: if the file is missing, empty, not UTF-8, does not start
+            with `RESERVED_TOKENS` in order, or holds a token twice.
 
     Example:
     >>> vocabulary = load_vocabulary("vocabulary.fr.txt")  # doctest: +SKIP
@@ -255,6 +288,8 @@ def load_vocabulary(path: str | os.PathLike) -> list[str]:
             vocabulary = file.read().split("\n")
     except FileNotFoundError:
         raise DataError(f"{path}: no such vocabulary file.") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: a directory, expected a vocabulary file.") from None
     except UnicodeDecodeError:
         raise DataError(f"{path}: the vocabulary is not valid UTF-8.") from None
     if vocabulary[-1] == "":
@@ -262,7 +297,21 @@ def load_vocabulary(path: str | os.PathLike) -> list[str]:
     if not vocabulary:
         raise DataError(f"{path}: the vocabulary file is empty.")
     _check_reserved_tokens(vocabulary, str(path), error_type=DataError)
+    _check_unique(vocabulary, str(path), error_type=DataError)
     return vocabulary
+
+
+def _check_unique(
+    vocabulary: list[str], name: str, error_type: type[ValueError] = ValueError
+) -> None:
+    seen = {}
+    for token_id, token in enumerate(vocabulary):
+        if token in seen:
+            raise error_type(
+                f"{name} must hold each token once. Received {token!r} as id "
+                f"{seen[token]} and again as id {token_id} (line {token_id + 1})."
+            )
+        seen[token] = token_id
 
 
 def _check_reserved_tokens(

@@ -167,7 +167,8 @@ def beam_search(
     Args:
         model: a model from `build_seq2seq_transformer` (also reloaded from
             a `.keras` file).
-        encoder_token_ids: int (B, S) source token ids, 0 = padding.
+        encoder_token_ids: int (B, S) source token ids, 0 = padding; ids
+            outside the source vocabulary raise a ValueError.
         start_token_id: the token that starts every target, not returned.
         end_token_id: the token that ends a target, or None to always
             generate `max_length` tokens.
@@ -194,8 +195,8 @@ def beam_search(
     Reference:
         Vaswani et al., 2017, section 6.1; Wu et al., 2016, section 7.
     """
-    encoder_token_ids = check_encoder_token_ids(encoder_token_ids)
     decoder = model_decoder(model)
+    encoder_token_ids = check_encoder_token_ids(encoder_token_ids, decoder)
     check_settings(decoder, start_token_id, end_token_id, max_length)
     check_positive_int("beam_size", beam_size)
     if beam_size >= decoder.vocabulary_size:

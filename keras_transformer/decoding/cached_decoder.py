@@ -96,9 +96,13 @@ class CachedSeq2SeqDecoder:
         self.final_norm = decoder.final_norm
         self.logits_layer = _find_layer(model, "logits")
         self.vocabulary_size = self.decoder_embedding.vocabulary_size
+        self.source_vocabulary_size = self.encoder_embedding.vocabulary_size
         self.max_decoding_length = None
         if self.decoder_embedding.position_encoding == "learned":
             self.max_decoding_length = self.decoder_embedding.sequence_length
+        self.max_source_length = None
+        if self.encoder_embedding.position_encoding == "learned":
+            self.max_source_length = self.encoder_embedding.sequence_length
 
     def encode(self, encoder_token_ids):
         """Runs the encoder and projects the cross-attention keys and values.

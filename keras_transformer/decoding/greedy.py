@@ -126,7 +126,8 @@ def greedy_search(
     Args:
         model: a model from `build_seq2seq_transformer` (also reloaded from
             a `.keras` file).
-        encoder_token_ids: int (B, S) source token ids, 0 = padding.
+        encoder_token_ids: int (B, S) source token ids, 0 = padding; ids
+            outside the source vocabulary raise a ValueError.
         start_token_id: the token that starts every target, not returned.
         end_token_id: the token that ends a target, or None to always
             generate `max_length` tokens.
@@ -147,8 +148,9 @@ def greedy_search(
     >>> tokens.shape[0], tokens.shape[1] <= 10
     (2, True)
     """
-    encoder_token_ids = check_encoder_token_ids(encoder_token_ids)
-    check_settings(model_decoder(model), start_token_id, end_token_id, max_length)
+    decoder = model_decoder(model)
+    encoder_token_ids = check_encoder_token_ids(encoder_token_ids, decoder)
+    check_settings(decoder, start_token_id, end_token_id, max_length)
     search = compiled_search(
         model,
         greedy_loop,

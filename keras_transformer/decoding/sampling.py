@@ -119,7 +119,8 @@ def sample(
 
     Args:
         model: a model from `build_seq2seq_transformer`.
-        encoder_token_ids: int (B, S) source token ids, 0 = padding.
+        encoder_token_ids: int (B, S) source token ids, 0 = padding; ids
+            outside the source vocabulary raise a ValueError.
         start_token_id: the token that starts every target, not returned.
         end_token_id: the token that ends a target, or None to always
             generate `max_length` tokens.
@@ -143,8 +144,8 @@ def sample(
     >>> tokens.shape[1] <= 10
     True
     """
-    encoder_token_ids = check_encoder_token_ids(encoder_token_ids)
     decoder = model_decoder(model)
+    encoder_token_ids = check_encoder_token_ids(encoder_token_ids, decoder)
     check_settings(decoder, start_token_id, end_token_id, max_length)
     if not _is_number(temperature) or temperature <= 0:
         raise ValueError(

@@ -59,8 +59,16 @@ def compiled_search(model: keras.Model, search, **settings):
     return searches[key]
 
 
-def check_encoder_token_ids(encoder_token_ids) -> tf.Tensor:
-    """Converts to an int32 (B, S) tensor, or raises a ValueError."""
+def check_encoder_token_ids(
+    encoder_token_ids, decoder: CachedSeq2SeqDecoder | None = None
+) -> tf.Tensor:
+    """Converts to an int32 (B, S) tensor, or raises a ValueError.
+
+    With `decoder`, also checks the ids against the model: S >= 1, ids in
+    [0, source vocabulary size) (when their values are known, outside a
+    `tf.function`), and S within a learned position table. Inside the XLA
+    loop an out-of-range id would read a clamped embedding row silently.
+    """
     ids = tf.convert_to_tensor(encoder_token_ids)
     if ids.shape.rank != 2:
         raise ValueError(
@@ -73,7 +81,35 @@ def check_encoder_token_ids(encoder_token_ids) -> tf.Tensor:
             f"`encoder_token_ids` must hold integer token ids; received dtype "
             f"{ids.dtype.name}. Cast them to int32 (0 = padding)."
         )
-    return tf.cast(ids, tf.int32)
+    ids = tf.cast(ids, tf.int32)
+    if decoder is not None:
+        _check_ids_fit_model(ids, decoder)
+    return ids
+
+
+def _check_ids_fit_model(ids: tf.Tensor, decoder: CachedSeq2SeqDecoder) -> None:
+    source_length = ids.shape[1]
+    if source_length == 0:
+        raise ValueError(
+            "`encoder_token_ids` must hold at least one token per row (source "
+            f"tokens then the end token); received shape {tuple(ids.shape)}."
+        )
+    limit = decoder.max_source_length
+    if limit is not None and source_length is not None and source_length > limit:
+        raise ValueError(
+            f"The model has learned source positions for {limit} tokens "
+            f"(`max_sequence_length`), so `encoder_token_ids` can be at most {limit} "
+            f"wide. Received shape {tuple(ids.shape)}."
+        )
+    if tf.executing_eagerly() and tf.size(ids) > 0:
+        vocabulary_size = decoder.source_vocabulary_size
+        lowest, highest = int(tf.reduce_min(ids)), int(tf.reduce_max(ids))
+        if lowest < 0 or highest >= vocabulary_size:
+            raise ValueError(
+                f"`encoder_token_ids` must be source token ids in [0, {vocabulary_size}) "
+                f"(the model's source vocabulary size). Received a token id "
+                f"{lowest if lowest < 0 else highest}."
+            )
 
 
 def check_settings(

@@ -8,9 +8,12 @@ from keras_transformer.layers.masks import (
     merge_padding_masks,
 )
 from keras_transformer.layers.validation import (
+    check_attention_mask,
+    check_padding_mask,
     check_positive_int,
     check_rank,
     check_rate,
+    check_same_batch,
 )
 
 
@@ -54,6 +57,14 @@ def _describe(value):
     if hasattr(value, "shape"):
         return f"a tensor of shape {tuple(value.shape)}"
     return repr(value)[:80]
+
+
+def _check_shapes(layer_name, query, value, value_mask, key_mask, attention_mask):
+    """Raises ValueError for a value or masks whose static shapes do not fit the query."""
+    check_same_batch(layer_name, "query", query.shape, "value", value.shape)
+    check_padding_mask(layer_name, "value_mask", value_mask, "value", value.shape)
+    check_padding_mask(layer_name, "key_mask", key_mask, "value", value.shape)
+    check_attention_mask(layer_name, attention_mask, query.shape, value.shape)
 
 
 def _check_call_arguments(value, return_attention_scores, cache, cache_update_index):
@@ -248,6 +259,12 @@ class MultiHeadAttention(keras.layers.Layer):
         cache_update_index=None,
     ):
         _check_call_arguments(value, return_attention_scores, cache, cache_update_index)
+        if value is not None:
+            # With a self-attention cache, `attention_mask` spans the cache, not `value`.
+            _check_shapes(
+                type(self).__name__, query, value, value_mask, key_mask,
+                attention_mask if cache_update_index is None else None,
+            )
         queries = self._split_heads(self.query_dense(query), self.key_dim)  # (B, H, T, Dh)
         if cache is not None and cache_update_index is None:
             keys, values = cache  # (B, H, S, Dh), (B, H, S, Dv)

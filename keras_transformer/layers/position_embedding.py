@@ -1,7 +1,12 @@
 import keras
 from keras import ops
 
-from keras_transformer.layers.validation import check_positive_int, check_rank
+from keras_transformer.layers.validation import (
+    check_last_dim,
+    check_positive_int,
+    check_rank,
+    check_start_index,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer")
@@ -48,11 +53,15 @@ class PositionEmbedding(keras.layers.Layer):
         )
 
     def call(self, inputs, start_index=0):
+        name = type(self).__name__
+        built_dim = self.position_embeddings.shape[-1]
+        check_last_dim(name, "inputs", inputs.shape, built_dim, "the size it was built with")
+        check_start_index(name, start_index)
         length = inputs.shape[1]
         if isinstance(length, int) and isinstance(start_index, int):
             if start_index + length > self.sequence_length:
                 raise ValueError(
-                    f"{type(self).__name__} has {self.sequence_length} learned "
+                    f"{name} has {self.sequence_length} learned "
                     f"positions (`sequence_length`), but received a sequence "
                     f"of length {length} starting at position {start_index}. "
                     "Build it with a larger `sequence_length` or truncate "

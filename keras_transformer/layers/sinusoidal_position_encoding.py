@@ -1,7 +1,11 @@
 import keras
 from keras import ops
 
-from keras_transformer.layers.validation import check_positive_int, check_rank
+from keras_transformer.layers.validation import (
+    check_positive_int,
+    check_rank,
+    check_start_index,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer")
@@ -42,6 +46,7 @@ class SinusoidalPositionEncoding(keras.layers.Layer):
 
     def call(self, inputs, start_index=0):
         check_rank(type(self).__name__, "inputs", inputs.shape, 3)
+        check_start_index(type(self).__name__, start_index)
         length, dim = ops.shape(inputs)[1], ops.shape(inputs)[2]
         positions = ops.cast(ops.arange(length) + start_index, "float32")  # (T,)
         features = ops.arange(dim)  # (D,)

@@ -9,8 +9,10 @@ from keras_transformer.layers.sinusoidal_position_encoding import (
 )
 from keras_transformer.layers.validation import (
     check_choice,
+    check_last_dim,
     check_positive_int,
     check_rank,
+    check_token_ids,
 )
 
 
@@ -36,7 +38,8 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
             embeddings have unit variance.
 
     Call arguments:
-        inputs: int (B, T) token ids, or with `reverse=True` float (B, T, D).
+        inputs: int (B, T) token ids in [0, V) (checked when called eagerly),
+            or with `reverse=True` float (B, T, D).
         start_index: absolute position of the first token (for step-by-step
             decoding).
         reverse: project hidden states to (B, T, V) float32 logits instead.
@@ -106,13 +109,16 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
                 f"(batch, length), received dtype {inputs.dtype}. Cast the "
                 "ids to int32 (0 = padding)."
             )
+        check_token_ids(type(self).__name__, inputs, self.vocabulary_size)
         tokens = ops.take(self.embeddings, inputs, axis=0)  # (B, T, D)
         if self.scale_embeddings:
             tokens = tokens * ops.cast(math.sqrt(self.embedding_dim), tokens.dtype)
         return tokens + self.position_layer(tokens, start_index=start_index)
 
     def _project_to_vocabulary(self, hidden):
-        check_rank(type(self).__name__, "hidden states (reverse=True)", hidden.shape, 3)
+        name, argument = type(self).__name__, "hidden states (reverse=True)"
+        check_rank(name, argument, hidden.shape, 3)
+        check_last_dim(name, argument, hidden.shape, self.embedding_dim, "`embedding_dim`")
         table = ops.cast(self.embeddings, hidden.dtype)  # (V, D)
         # A matmul, not einsum("btd,vd->btv"): TF differentiates that einsum
         # into a far slower kernel (small train step 1.72 s -> 0.95 s, no XLA).

@@ -5,11 +5,29 @@ from keras import ops
 
 from keras_transformer.layers.base import TransformerStackBase
 from keras_transformer.layers.transformer_decoder_block import TransformerDecoderBlock
+from keras_transformer.layers.validation import check_padding_mask, check_same_batch
 
 
 def _stack_caches(caches):
     """Per-block `(keys, values)` pairs -> one pair stacked along axis 1."""
     return tuple(ops.stack(parts, axis=1) for parts in zip(*caches))
+
+
+def _check_sequences(layer_name, decoder_sequence, encoder_sequence, decoder_mask, encoder_mask):
+    """Raises ValueError for masks or an encoder output that do not fit the
+    decoder input, where the static shapes say so."""
+    decoder_shape = decoder_sequence.shape
+    check_padding_mask(
+        layer_name, "decoder_padding_mask", decoder_mask, "decoder_sequence", decoder_shape
+    )
+    if encoder_sequence is not None:
+        encoder_shape = encoder_sequence.shape
+        check_same_batch(
+            layer_name, "decoder_sequence", decoder_shape, "encoder_sequence", encoder_shape
+        )
+        check_padding_mask(
+            layer_name, "encoder_padding_mask", encoder_mask, "encoder_sequence", encoder_shape
+        )
 
 
 def _block_cache(cache, index):
@@ -84,6 +102,13 @@ class TransformerDecoder(TransformerStackBase):
             decoder_padding_mask = get_keras_mask(decoder_sequence)
         if encoder_padding_mask is None and encoder_sequence is not None:
             encoder_padding_mask = get_keras_mask(encoder_sequence)
+        _check_sequences(
+            type(self).__name__,
+            decoder_sequence,
+            encoder_sequence,
+            decoder_padding_mask,
+            encoder_padding_mask,
+        )
         x = decoder_sequence
         updated_caches = []
         for i, block in enumerate(self.blocks):
@@ -133,6 +158,13 @@ class TransformerDecoder(TransformerStackBase):
             decoder_padding_mask = get_keras_mask(decoder_sequence)
         if encoder_padding_mask is None:
             encoder_padding_mask = get_keras_mask(encoder_sequence)
+        _check_sequences(
+            type(self).__name__,
+            decoder_sequence,
+            encoder_sequence,
+            decoder_padding_mask,
+            encoder_padding_mask,
+        )
         x = decoder_sequence
         weights = []
         for block in self.blocks:

@@ -4,6 +4,7 @@ from keras_transformer.layers.masks import get_keras_mask
 
 from keras_transformer.layers.base import TransformerStackBase
 from keras_transformer.layers.transformer_encoder_block import TransformerEncoderBlock
+from keras_transformer.layers.validation import check_attention_mask, check_padding_mask
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer")
@@ -48,6 +49,9 @@ class TransformerEncoder(TransformerStackBase):
     def call(self, inputs, padding_mask=None, attention_mask=None, training=None):
         if padding_mask is None:
             padding_mask = get_keras_mask(inputs)
+        name = type(self).__name__
+        check_padding_mask(name, "padding_mask", padding_mask, "inputs", inputs.shape)
+        check_attention_mask(name, attention_mask, inputs.shape, inputs.shape)
         x = inputs
         for block in self.blocks:
             x = block(

@@ -99,6 +99,15 @@ def build_seq2seq_transformer(
     ):
         check_positive_int(arg_name, value)
     check_rate("dropout", dropout)
+    if (
+        isinstance(layer_norm_epsilon, bool)
+        or not isinstance(layer_norm_epsilon, (int, float))
+        or layer_norm_epsilon <= 0
+    ):
+        raise ValueError(
+            "`layer_norm_epsilon` must be a number > 0. "
+            f"Received: layer_norm_epsilon={layer_norm_epsilon!r}"
+        )
     check_choice("position_encoding", position_encoding, {"sinusoidal", "learned"})
     if hidden_dim % num_heads:
         raise ValueError(

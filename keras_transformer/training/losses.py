@@ -4,6 +4,18 @@ from keras import ops
 from keras_transformer.layers.masks import set_keras_mask
 
 
+def check_labels_and_logits(labels_shape, logits_shape):
+    """Raises ValueError unless labels (B, T) and logits (B, T, V) agree where known."""
+    if len(labels_shape) != len(logits_shape) - 1 or any(
+        a is not None and b is not None and a != b for a, b in zip(labels_shape, logits_shape)
+    ):
+        raise ValueError(
+            "Expected integer labels of shape (batch, length) and logits of "
+            "shape (batch, length, vocabulary). Received labels of shape "
+            f"{tuple(labels_shape)} and logits of shape {tuple(logits_shape)}."
+        )
+
+
 def smoothed_cross_entropy(labels, logits, label_smoothing):
     """Per-token cross-entropy against `(1 - eps) * one_hot + eps / V`.
 
@@ -71,7 +83,10 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
-        if not 0 <= label_smoothing < 1:
+        is_number = isinstance(label_smoothing, (int, float)) and not isinstance(
+            label_smoothing, bool
+        )
+        if not is_number or not 0 <= label_smoothing < 1:
             raise ValueError(
                 f"`label_smoothing` must be in [0, 1). Received: {label_smoothing!r}"
             )
@@ -80,12 +95,7 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         labels = ops.cast(y_true, "int32")  # (B, T)
-        if len(labels.shape) != len(y_pred.shape) - 1:
-            raise ValueError(
-                "Expected integer labels of shape (batch, length) and logits of "
-                f"shape (batch, length, vocabulary). Received labels of shape "
-                f"{labels.shape} and logits of shape {y_pred.shape}."
-            )
+        check_labels_and_logits(labels.shape, y_pred.shape)
         losses = smoothed_cross_entropy(labels, y_pred, self.label_smoothing)  # (B, T)
         mask = ops.not_equal(labels, self.padding_id)
         losses = ops.where(mask, losses, 0.0)

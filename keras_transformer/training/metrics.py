@@ -1,6 +1,8 @@
 import keras
 from keras import ops
 
+from keras_transformer.training.losses import check_labels_and_logits
+
 
 @keras.saving.register_keras_serializable(package="keras_transformer")
 class MaskedAccuracy(keras.metrics.Metric):
@@ -25,6 +27,7 @@ class MaskedAccuracy(keras.metrics.Metric):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         labels = ops.cast(y_true, "int32")  # (B, T)
+        check_labels_and_logits(labels.shape, y_pred.shape)
         predictions = ops.cast(ops.argmax(y_pred, axis=-1), "int32")  # (B, T)
         weights = ops.cast(ops.not_equal(labels, self.padding_id), "float32")
         if sample_weight is not None:

@@ -5,13 +5,28 @@ import json
 import os
 from pathlib import Path
 
+from keras_transformer.data import RESERVED_TOKENS
+from keras_transformer.layers.validation import check_choice, check_positive_int, check_rate
+
+_POSITIVE_INTS = (
+    "num_layers", "hidden_dim", "num_heads", "intermediate_dim", "max_sequence_length",
+    "batch_size", "epochs", "warmup_steps", "backup_steps", "beam_size",
+)
+_BOOLS = ("normalize_first", "tie_embeddings", "lowercase")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
 
 @dataclasses.dataclass
 class TranslationConfig:
     """Everything a translation run needs to rebuild its model and data.
 
     Model fields are the arguments of `build_seq2seq_transformer`; the rest
-    describe the vocabularies, the input pipeline and the optimizer.
+    describe the vocabularies, the input pipeline and the optimizer. Every
+    field is checked on creation: a wrong type or value raises a ValueError
+    naming the field, the value received and what is expected.
     """
 
     num_layers: int = 3
@@ -31,9 +46,49 @@ class TranslationConfig:
     warmup_steps: int = 4000
     learning_rate_scale: float = 1.0
     label_smoothing: float = 0.1
+    # Steps between two backups of the training state within an epoch (one
+    # is also made after every epoch): a SIGKILL loses at most this many.
+    backup_steps: int = 200
     beam_size: int = 4
     length_penalty: float = 0.6
     seed: int = 1234
+
+    def __post_init__(self):
+        for name in _POSITIVE_INTS:
+            check_positive_int(name, getattr(self, name))
+        smallest = len(RESERVED_TOKENS) + 1
+        for name in ("source_vocabulary_size", "target_vocabulary_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
+                raise ValueError(
+                    f"`{name}` must be an integer above the {len(RESERVED_TOKENS)} "
+                    f"reserved tokens. Received: {name}={value!r}"
+                )
+        check_rate("dropout", self.dropout)
+        check_rate("label_smoothing", self.label_smoothing)
+        check_choice("position_encoding", self.position_encoding, {"sinusoidal", "learned"})
+        for name in _BOOLS:
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"`{name}` must be true or false. Received: {name}={getattr(self, name)!r}"
+                )
+        if not _is_number(self.learning_rate_scale) or self.learning_rate_scale <= 0:
+            raise ValueError(
+                "`learning_rate_scale` must be a number > 0. "
+                f"Received: learning_rate_scale={self.learning_rate_scale!r}"
+            )
+        if not _is_number(self.length_penalty):
+            raise ValueError(
+                "`length_penalty` must be a number (alpha, 0.6 in the paper). "
+                f"Received: length_penalty={self.length_penalty!r}"
+            )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"`seed` must be an integer. Received: seed={self.seed!r}")
+        if self.hidden_dim % self.num_heads:
+            raise ValueError(
+                "`hidden_dim` must be divisible by `num_heads`. Received "
+                f"hidden_dim={self.hidden_dim}, num_heads={self.num_heads}."
+            )
 
     def model_kwargs(self) -> dict:
         """The keyword arguments of `build_seq2seq_transformer`."""
@@ -55,7 +110,10 @@ class TranslationConfig:
             raise ValueError(
                 f"{source}: unknown config keys {unknown}. Known keys: {sorted(known)}."
             )
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ValueError as error:
+            raise ValueError(f"{source}: {error}") from None
 
 
 RECIPES = {

@@ -33,7 +33,19 @@ class Evaluation:
 
 
 def score(sources: list[str], references: list[str], hypotheses: list[str]) -> Evaluation:
-    """Corpus BLEU, lowercased BLEU and chrF of hypotheses against references."""
+    """Corpus BLEU, lowercased BLEU and chrF of hypotheses against references.
+
+    Raises:
+        ValueError: unless the three lists are non-empty and of one length.
+    """
+    lengths = {
+        "sources": len(sources), "references": len(references), "hypotheses": len(hypotheses)
+    }
+    if len(set(lengths.values())) != 1 or not len(sources):
+        raise ValueError(
+            "`sources`, `references` and `hypotheses` must be non-empty and aligned "
+            f"(one of each per sentence). Received lengths {lengths}."
+        )
     return Evaluation(
         bleu=sacrebleu.corpus_bleu(hypotheses, [references]).score,
         bleu_lowercase=sacrebleu.corpus_bleu(hypotheses, [references], lowercase=True).score,

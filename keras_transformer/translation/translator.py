@@ -21,10 +21,10 @@ from keras_transformer.data import (
 from keras_transformer.decoding import beam_search, greedy_search
 from keras_transformer.translation.config import TranslationConfig
 from keras_transformer.translation.run_directory import (
-    MODEL_FILE,
     SOURCE_VOCABULARY_FILE,
     TARGET_VOCABULARY_FILE,
     check_run_dir,
+    load_run_model,
     read_run_config,
 )
 
@@ -108,13 +108,13 @@ class Translator:
         Raises:
             FileNotFoundError: the directory or one of its files is missing
                 (the message names them).
-            ValueError: config.json is malformed or the vocabulary sizes do
-                not match the model.
+            ValueError: config.json is malformed, model.keras is not a
+                .keras archive, or the vocabulary sizes do not match the model.
         """
         path = check_run_dir(run_dir)
         config, direction = read_run_config(path)
         return cls(
-            keras.saving.load_model(path / MODEL_FILE),
+            load_run_model(path),
             config,
             load_vocabulary(path / SOURCE_VOCABULARY_FILE),
             load_vocabulary(path / TARGET_VOCABULARY_FILE),
@@ -187,6 +187,13 @@ class Translator:
                 f"`texts` must be a list of sentences; received the string {texts!r}. "
                 "Wrap one sentence in a list."
             )
+        texts = list(texts)
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise ValueError(
+                    f"`texts` must hold sentences as strings. Received: texts[{index}]="
+                    f"{text!r} of type {type(text).__name__}."
+                )
         texts = [text.strip() for text in texts]
         rows = [row for row, text in enumerate(texts) if text]
         translations = [""] * len(texts)
@@ -216,6 +223,10 @@ class Translator:
             (L, H, T, S): how much the query predicting target token t
             attends to source token s, in each block and head.
         """
+        if not isinstance(text, str):
+            raise ValueError(
+                f"`text` must be one sentence as a string. Received: {type(text).__name__}"
+            )
         if not text.strip():
             raise ValueError("`text` is empty; the attention needs a sentence to translate.")
         (source_ids,) = self.source_token_ids([text])
