@@ -4,6 +4,7 @@ The `keras-transformer` command line (`keras_transformer.cli`) calls these.
 """
 
 from keras_transformer.translation.attention_plot import plot_cross_attention
+from keras_transformer.translation.backup import TrainingInterrupted
 from keras_transformer.translation.config import RECIPES, TranslationConfig, resolve_config
 from keras_transformer.translation.evaluation import Evaluation, evaluate, score
 from keras_transformer.translation.run_directory import check_run_dir, read_run_config
@@ -14,6 +15,7 @@ __all__ = [
     "Evaluation",
     "RECIPES",
     "TrainingDivergedError",
+    "TrainingInterrupted",
     "TranslationConfig",
     "Translator",
     "check_run_dir",

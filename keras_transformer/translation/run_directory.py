@@ -6,14 +6,27 @@
     RUN_DIR/target_vocabulary.txt
     RUN_DIR/model.keras               the final model, written atomically
     RUN_DIR/test.tsv                  source<TAB>reference, the test split
-    RUN_DIR/checkpoints/epoch_NNN.keras  the model after each epoch
-    RUN_DIR/backup/                   BackupAndRestore state while training
+    RUN_DIR/checkpoints/epoch_NNN.keras  the model after each epoch whose loss
+                                      and weights are finite
+    RUN_DIR/backup/state.json         while training: the position (epoch, step)
+                                      of the last backup, the dropout seed
+                                      states, and the name of
+    RUN_DIR/backup/epoch_EEE_step_SSSSSS.weights.h5  its weights and optimizer
+                                      state (see `backup.TrainingBackup`)
     RUN_DIR/logs/                     TensorBoard event files
+
+Every file but the event files, which TensorFlow appends to, is written to a
+temporary name beside it (starting with ".") and then renamed, so a run
+killed at any moment, even by SIGKILL, leaves only complete files under
+their final names. A temporary file may be left behind; nothing reads it.
 """
 
 import json
 import os
+import zipfile
 from pathlib import Path
+
+import keras
 
 from keras_transformer.data import DataError
 from keras_transformer.translation.config import TranslationConfig, write_text_atomic
@@ -35,6 +48,11 @@ REQUIRED_FILES = (CONFIG_FILE, SOURCE_VOCABULARY_FILE, TARGET_VOCABULARY_FILE, M
 def check_run_dir(run_dir: str | os.PathLike, required=REQUIRED_FILES) -> Path:
     """The run directory as a `Path`, or a FileNotFoundError naming what is missing."""
     path = Path(run_dir)
+    if path.exists() and not path.is_dir():
+        raise FileNotFoundError(
+            f"Run directory {str(run_dir)!r} is a file, not a directory. Expected a "
+            "directory written by `keras-transformer train --output-dir RUN_DIR`."
+        )
     if not path.is_dir():
         raise FileNotFoundError(
             f"Run directory {str(run_dir)!r} does not exist. Expected a directory "
@@ -48,6 +66,17 @@ def check_run_dir(run_dir: str | os.PathLike, required=REQUIRED_FILES) -> Path:
             f"A finished run holds {list(required)}."
         )
     return path
+
+
+def load_run_model(run_dir: Path) -> keras.Model:
+    """Loads RUN_DIR/model.keras; a ValueError if it is not a .keras archive."""
+    path = run_dir / MODEL_FILE
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path} is not a .keras model archive (a zip file of {path.stat().st_size} "
+            "bytes is expected): the file is corrupt or was not written by `model.save`."
+        )
+    return keras.saving.load_model(path)
 
 
 def write_run_config(run_dir: Path, config: TranslationConfig, direction: str) -> None:

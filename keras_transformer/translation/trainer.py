@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
 from keras_transformer.data import (
     DataError,
@@ -25,6 +26,12 @@ from keras_transformer.training import (
     MaskedAccuracy,
     MaskedSparseCategoricalCrossentropy,
     transformer_adam,
+)
+from keras_transformer.translation.backup import (
+    EpochCheckpoint,
+    TrainingBackup,
+    save_model_atomic,
+    stop_on_signals,
 )
 from keras_transformer.translation.config import TranslationConfig, resolve_config
 from keras_transformer.translation.run_directory import (
@@ -46,9 +53,11 @@ from keras_transformer.translation.translator import Translator
 Pair = tuple[str, str]
 
 # Fields that may differ between an interrupted run and its resumption:
-# the epoch count, and the vocabulary sizes (upper bounds when requested,
-# actual sizes once written).
-_RESUMABLE_CHANGES = ("epochs", "source_vocabulary_size", "target_vocabulary_size")
+# the epoch count, the backup frequency, and the vocabulary sizes (upper
+# bounds when requested, actual sizes once written).
+_RESUMABLE_CHANGES = (
+    "epochs", "backup_steps", "source_vocabulary_size", "target_vocabulary_size"
+)
 
 
 class TrainingDivergedError(RuntimeError):
@@ -113,21 +122,32 @@ def _vocabularies(run_dir: Path, train_pairs: list[Pair], config: TranslationCon
     return vocabularies
 
 
-def _callbacks(run_dir: Path) -> list[keras.callbacks.Callback]:
+def _callbacks(run_dir: Path, backup: TrainingBackup) -> list[keras.callbacks.Callback]:
     (run_dir / CHECKPOINT_DIR).mkdir(exist_ok=True)
     return [
-        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR)),
-        keras.callbacks.ModelCheckpoint(str(run_dir / CHECKPOINT_DIR / CHECKPOINT_PATTERN)),
+        EpochCheckpoint(str(run_dir / CHECKPOINT_DIR / CHECKPOINT_PATTERN)),
         EpochSummaries(str(run_dir / LOG_DIR)),
         keras.callbacks.TerminateOnNaN(),
+        backup,
     ]
 
 
-def save_model_atomic(model: keras.Model, path: Path) -> None:
-    """Saves to a temporary `.keras` file beside `path`, then renames it."""
-    temporary = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(temporary)
-    os.replace(temporary, path)
+def _count_batches(dataset: tf.data.Dataset) -> int:
+    return int(dataset.reduce(0, lambda count, _: count + 1))
+
+
+def _divergence_message(run_dir: Path, epoch: int) -> str:
+    checkpoints = sorted((run_dir / CHECKPOINT_DIR).glob("epoch_*.keras"))
+    kept = (
+        f"the last good checkpoint, {checkpoints[-1]}, is kept"
+        if checkpoints
+        else "no epoch finished before it, so there is no checkpoint"
+    )
+    return (
+        f"Training stopped on a NaN or infinite loss (TerminateOnNaN) in epoch {epoch}; "
+        f"{run_dir / MODEL_FILE} was not written and {kept}. Lower "
+        "learning_rate_scale or raise warmup_steps, and train into a new --output-dir."
+    )
 
 
 def train(
@@ -145,9 +165,14 @@ def train(
     Learns WordPiece vocabularies on the training split, builds the model
     from the config, trains it with the paper's optimizer, schedule and
     label smoothing, checkpoints every epoch, and saves the final model.
-    Re-running the same call after an interruption resumes from the last
-    finished epoch (`keras.callbacks.BackupAndRestore`). See
-    `run_directory` for the files written.
+    The training state is backed up every `config.backup_steps` steps and
+    after every epoch; SIGINT or SIGTERM backs it up after the current step
+    and stops. Re-running the same call after an interruption, even a
+    SIGKILL, resumes from the last backup and, as epoch k always reads the
+    k-th pass of the seeded shuffle and the backup holds the weights, the
+    optimizer and dropout states, ends with the weights of an uninterrupted
+    run. Every file but the TensorBoard logs is written to a temporary file,
+    then renamed. See `run_directory` for the files written.
 
     Args:
         config: a `TranslationConfig`, a recipe name ("tiny", "small",
@@ -167,6 +192,8 @@ def train(
         DataError, ValueError: bad data, direction or config, or a run
             directory holding a different run.
         TrainingDivergedError: the loss became NaN or infinite.
+        TrainingInterrupted: a SIGINT or SIGTERM stopped training (a
+            `KeyboardInterrupt`).
 
     Example:
     >>> translator = train("tiny", "runs/embedded")  # doctest: +SKIP
@@ -222,24 +249,39 @@ def train(
         ),
         loss=MaskedSparseCategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=[MaskedAccuracy()],
+        # Bucketed batches come in many (S, T) shapes and XLA compiles the
+        # train step again for each one (~20 s per shape for the small model
+        # on a CPU core); without XLA, tf.function relaxes to one graph for
+        # all shapes. See docs/performance.md.
+        jit_compile=False,
     )
-    history = model.fit(
-        datasets["train"],
-        validation_data=datasets["validation"],
-        epochs=config.epochs,
-        shuffle=False,  # the dataset reshuffles itself every epoch
-        callbacks=_callbacks(run_dir) + list(callbacks or []),
-        verbose=verbose,
+    # Epoch k reads the k-th pass of the seeded shuffle: counting the batches
+    # is pass 0, and `fit` makes one iterator over the repeated dataset, so a
+    # resumed run that skips the steps already taken reads the same batches.
+    steps_per_epoch = _count_batches(datasets["train"])
+    # A known length spares Keras's "input ran out of data" warning.
+    validation = datasets["validation"].apply(
+        tf.data.experimental.assert_cardinality(_count_batches(datasets["validation"]))
     )
+    backup = TrainingBackup(run_dir / BACKUP_DIR, steps_per_epoch, config.backup_steps)
+    if resume and backup.restore(model):
+        logging.info("Resuming at step %d of epoch %d.", backup.step, backup.epoch + 1)
+    with stop_on_signals(backup):
+        history = model.fit(
+            datasets["train"].repeat().skip(backup.epoch * steps_per_epoch + backup.step),
+            steps_per_epoch=steps_per_epoch,
+            validation_data=validation,
+            initial_epoch=backup.epoch,
+            epochs=config.epochs,
+            shuffle=False,  # the dataset reshuffles itself every epoch
+            callbacks=_callbacks(run_dir, backup) + list(callbacks or []),
+            verbose=verbose,
+        )
     losses = history.history.get("loss", [])
     if any(not math.isfinite(loss) for loss in losses):
-        raise TrainingDivergedError(
-            f"Training stopped on a NaN or infinite loss (TerminateOnNaN) in epoch "
-            f"{history.epoch[-1] + 1}; {run_dir / MODEL_FILE} "
-            "was not written. Lower learning_rate_scale or raise warmup_steps; "
-            f"{run_dir / CHECKPOINT_DIR} holds the earlier epochs."
-        )
+        raise TrainingDivergedError(_divergence_message(run_dir, history.epoch[-1] + 1))
     save_model_atomic(model, run_dir / MODEL_FILE)
+    backup.delete()
     return Translator(
         model, config, source_vocabulary, target_vocabulary, direction, run_dir=run_dir
     )
