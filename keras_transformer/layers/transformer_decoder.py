@@ -98,16 +98,8 @@ class TransformerDecoder(TransformerStackBase):
         cross_attention_cache=None,
         training=None,
     ):
-        if decoder_padding_mask is None:
-            decoder_padding_mask = get_keras_mask(decoder_sequence)
-        if encoder_padding_mask is None and encoder_sequence is not None:
-            encoder_padding_mask = get_keras_mask(encoder_sequence)
-        _check_sequences(
-            type(self).__name__,
-            decoder_sequence,
-            encoder_sequence,
-            decoder_padding_mask,
-            encoder_padding_mask,
+        decoder_padding_mask, encoder_padding_mask = self._padding_masks(
+            decoder_sequence, encoder_sequence, decoder_padding_mask, encoder_padding_mask
         )
         x = decoder_sequence
         updated_caches = []
@@ -132,6 +124,23 @@ class TransformerDecoder(TransformerStackBase):
             return x
         return x, _stack_caches(updated_caches)
 
+    def _padding_masks(
+        self, decoder_sequence, encoder_sequence, decoder_padding_mask, encoder_padding_mask
+    ):
+        """The given masks, else the inputs' Keras masks; checked against the inputs."""
+        if decoder_padding_mask is None:
+            decoder_padding_mask = get_keras_mask(decoder_sequence)
+        if encoder_padding_mask is None and encoder_sequence is not None:
+            encoder_padding_mask = get_keras_mask(encoder_sequence)
+        _check_sequences(
+            type(self).__name__,
+            decoder_sequence,
+            encoder_sequence,
+            decoder_padding_mask,
+            encoder_padding_mask,
+        )
+        return decoder_padding_mask, encoder_padding_mask
+
     def call_with_cross_attention_scores(
         self,
         decoder_sequence,
@@ -154,16 +163,8 @@ class TransformerDecoder(TransformerStackBase):
         >>> tuple(weights.shape)
         (1, 2, 2, 3, 5)
         """
-        if decoder_padding_mask is None:
-            decoder_padding_mask = get_keras_mask(decoder_sequence)
-        if encoder_padding_mask is None:
-            encoder_padding_mask = get_keras_mask(encoder_sequence)
-        _check_sequences(
-            type(self).__name__,
-            decoder_sequence,
-            encoder_sequence,
-            decoder_padding_mask,
-            encoder_padding_mask,
+        decoder_padding_mask, encoder_padding_mask = self._padding_masks(
+            decoder_sequence, encoder_sequence, decoder_padding_mask, encoder_padding_mask
         )
         x = decoder_sequence
         weights = []
