@@ -145,7 +145,13 @@ def main() -> None:
     for assignment in args.set:
         key, _, value = assignment.partition("=")
         field_type = type(getattr(config, key))
-        config = dataclasses.replace(config, **{key: field_type(value)})
+        if field_type is bool:
+            parsed = {"true": True, "false": False}.get(value.lower())
+            if parsed is None:
+                raise SystemExit(f"--set {key}: expected true or false, received {value!r}")
+        else:
+            parsed = field_type(value)
+        config = dataclasses.replace(config, **{key: parsed})
     keras.utils.set_random_seed(config.seed)
     train = read_parallel(args.data / "train.fr", args.data / "train.en")
     test = read_parallel(args.data / "test_2016_flickr.fr", args.data / "test_2016_flickr.en")
