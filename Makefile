@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-slow benchmarks clean
+.PHONY: run test test-slow test-torch benchmarks clean
 
 $(BIN)/keras-transformer: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,15 @@ run: $(BIN)/keras-transformer
 test: $(BIN)/keras-transformer
 	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider
 	KERAS_BACKEND=jax $(BIN)/python -m pytest -n 2 -q -p no:cacheprovider tests/layers
+
+# The layer tests under PyTorch, and the backend checks with torch present.
+# Not part of `make test` (CI): pip takes a CPU build of torch 2.13.0 from a
+# local wheel folder where the machine has one; from PyPI on Linux x86-64 it
+# is a CUDA build of several GB (add --index-url https://download.pytorch.org/whl/cpu).
+test-torch: $(BIN)/keras-transformer
+	$(BIN)/python -m pip install --quiet "torch==2.13.0"
+	KERAS_BACKEND=torch $(BIN)/python -m pytest -n 2 -q -p no:cacheprovider tests/layers
+	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider tests/backends
 
 test-slow: $(BIN)/keras-transformer
 	$(BIN)/python -m pytest -n 2 -q -p no:cacheprovider -m slow

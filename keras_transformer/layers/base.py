@@ -5,6 +5,7 @@ H heads, Dh head dim.
 """
 
 import keras
+from keras import ops
 
 from keras_transformer.layers.feed_forward import FeedForward
 from keras_transformer.layers.multi_head_attention import MultiHeadAttention
@@ -99,7 +100,7 @@ class TransformerBlockBase(keras.layers.Layer):
 
     def _add_and_normalize(self, x, y, norm, dropout, training):
         """x + Dropout(y), then LayerNorm for post-norm."""
-        x = x + dropout(y, training=training)
+        x = ops.add(x, dropout(y, training=training))
         return x if self.normalize_first else norm(x)
 
     def compute_output_shape(self, inputs_shape, *args, **kwargs):

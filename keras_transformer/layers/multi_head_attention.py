@@ -40,7 +40,7 @@ def scaled_dot_product_attention(query, key, value, mask=None, dropout=None, tra
         float16 and bfloat16 too.
     """
     head_dim = ops.shape(query)[-1]
-    query = query * ops.cast(ops.rsqrt(ops.cast(head_dim, "float32")), query.dtype)
+    query = ops.multiply(query, ops.cast(ops.rsqrt(ops.cast(head_dim, "float32")), query.dtype))
     scores = ops.einsum("bhtd,bhsd->bhts", query, key)  # (B, H, T, S)
     scores = ops.cast(scores, "float32")
     if mask is not None:

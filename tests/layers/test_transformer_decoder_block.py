@@ -59,7 +59,7 @@ def test_wires_residuals_and_norms_as_in_the_paper(decoder_sequence, encoder_seq
     def cross_attention(y):
         return block.cross_attention(y, encoder_sequence, value_mask=encoder_mask)
 
-    x = decoder_sequence
+    x = keras.ops.convert_to_tensor(decoder_sequence)
     if normalize_first:  # x + Sublayer(LayerNorm(x))
         x = x + self_attention(block.self_attention_norm(x))
         x = x + cross_attention(block.cross_attention_norm(x))

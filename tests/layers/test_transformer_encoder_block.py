@@ -44,6 +44,7 @@ def test_wires_residuals_and_norms_as_in_the_paper(x, normalize_first):
     def attention(y):
         return block.self_attention(y, y, value_mask=mask)
 
+    x = keras.ops.convert_to_tensor(x)
     if normalize_first:  # x + Sublayer(LayerNorm(x))
         y = x + attention(block.attention_norm(x))
         expected = y + block.feed_forward(block.feed_forward_norm(y))
