@@ -10,6 +10,7 @@ data, optimizer and budget is the anchor to beat.
 
     python benchmarks/multi30k.py                       # both models, 25 minutes each
     python benchmarks/multi30k.py --models ours --budget-minutes 5
+    python benchmarks/multi30k.py --models ours --set tokenizer=sentencepiece
 
 The budget counts training steps only (vocabulary learning and decoding are
 timed separately). Results depend on the machine's load: the script prints it.
@@ -31,12 +32,13 @@ import keras_transformer as kt
 from keras_transformer.data import (
     END_ID,
     START_ID,
-    build_tokenizer,
+    TOKENIZERS,
     detokenize,
     make_dataset,
+    make_tokenizer,
     padding_fraction,
     read_parallel,
-    train_wordpiece_vocabulary,
+    train_vocabulary,
 )
 from keras_transformer.decoding import beam_search, greedy_search
 from keras_transformer.translation.config import RECIPES
@@ -137,7 +139,8 @@ def main() -> None:
     parser.add_argument("--recipe", default="small")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
-        help="override a recipe field, e.g. --set warmup_steps=1000 (for experiments)",
+        help="override a recipe field, e.g. --set warmup_steps=1000 or "
+        f"--set tokenizer=sentencepiece (one of {TOKENIZERS}; for experiments)",
     )
     args = parser.parse_args()
 
@@ -151,7 +154,10 @@ def main() -> None:
                 raise SystemExit(f"--set {key}: expected true or false, received {value!r}")
         else:
             parsed = field_type(value)
-        config = dataclasses.replace(config, **{key: parsed})
+        try:
+            config = dataclasses.replace(config, **{key: parsed})
+        except ValueError as error:  # the config's own check, e.g. an unknown tokenizer
+            raise SystemExit(f"--set {key}: {error}") from None
     keras.utils.set_random_seed(config.seed)
     train = read_parallel(args.data / "train.fr", args.data / "train.en")
     test = read_parallel(args.data / "test_2016_flickr.fr", args.data / "test_2016_flickr.en")
@@ -159,36 +165,46 @@ def main() -> None:
     print(f"recipe {args.recipe}: {config}")
 
     started = time.perf_counter()
-    source_vocabulary = train_wordpiece_vocabulary(
-        [source for source, _ in train], config.source_vocabulary_size, config.lowercase
+    source_vocabulary = train_vocabulary(
+        config.tokenizer, [source for source, _ in train], config.source_vocabulary_size,
+        config.lowercase,
     )
-    target_vocabulary = train_wordpiece_vocabulary(
-        [target for _, target in train], config.target_vocabulary_size, config.lowercase
+    target_vocabulary = train_vocabulary(
+        config.tokenizer, [target for _, target in train], config.target_vocabulary_size,
+        config.lowercase,
     )
-    source_tokenizer = build_tokenizer(source_vocabulary, lowercase=config.lowercase)
-    target_tokenizer = build_tokenizer(target_vocabulary, lowercase=config.lowercase)
+    source_tokenizer = make_tokenizer(config.tokenizer, source_vocabulary, config.lowercase)
+    target_tokenizer = make_tokenizer(config.tokenizer, target_vocabulary, config.lowercase)
+    source_size = source_tokenizer.vocabulary_size()
+    target_size = target_tokenizer.vocabulary_size()
     print(
-        f"vocabularies: {len(source_vocabulary)} fr, {len(target_vocabulary)} en "
+        f"{config.tokenizer} vocabularies: {source_size} fr, {target_size} en "
         f"in {time.perf_counter() - started:.0f} s"
     )
-    dataset = make_dataset(
-        train, source_tokenizer, target_tokenizer, batch_size=config.batch_size,
-        max_sequence_length=config.max_sequence_length, shuffle=True, seed=config.seed,
-    )
-    print(f"padding fraction of the bucketed train batches: {padding_fraction(dataset):.1%}")
-    dataset = dataset.repeat()
+
+    def train_dataset():
+        # Built after each reseeding: `set_random_seed` frees the graph
+        # resource of a SentencePiece tokenizer built before it.
+        source = make_tokenizer(config.tokenizer, source_vocabulary, config.lowercase)
+        target = make_tokenizer(config.tokenizer, target_vocabulary, config.lowercase)
+        return make_dataset(
+            train, source, target, batch_size=config.batch_size,
+            max_sequence_length=config.max_sequence_length, shuffle=True, seed=config.seed,
+        )
+
+    padding = padding_fraction(train_dataset())
+    print(f"padding fraction of the bucketed train batches: {padding:.1%}")
 
     sources = [source for source, _ in test]
     references = [target for _, target in test]
     results = {}
     for name in args.models.split(","):
         keras.utils.set_random_seed(config.seed)
+        dataset = train_dataset().repeat()
         if name == "ours":
-            model = kt.build_seq2seq_transformer(
-                len(source_vocabulary), len(target_vocabulary), **config.model_kwargs()
-            )
+            model = kt.build_seq2seq_transformer(source_size, target_size, **config.model_kwargs())
         elif name == "keras_hub":
-            model = keras_hub_model(len(source_vocabulary), len(target_vocabulary), config)
+            model = keras_hub_model(source_size, target_size, config)
         else:
             raise SystemExit(f"--models: unknown model {name!r}; expected ours or keras_hub")
         model.compile(

@@ -126,8 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument(
         "--config",
         metavar="tiny|small|base|FILE.json",
-        help="a recipe or a JSON file of overrides (default: tiny for the embedded "
-        "corpus, small with --data)",
+        help="a recipe or a JSON file of overrides, such as "
+        '{"recipe": "tiny", "tokenizer": "sentencepiece"} (default: tiny for the '
+        "embedded corpus, small with --data)",
     )
     command.set_defaults(run=run_train)
 

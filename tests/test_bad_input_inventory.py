@@ -59,7 +59,7 @@ class Context:
     """What a row may use: a tiny model, a finished run directory to copy, tmp_path."""
 
     def __init__(self, shared, tmp_path):
-        self.model, self.learned_model, self.template = shared
+        self.model, self.learned_model, self.template, self.sentencepiece_template = shared
         self.tmp = tmp_path
 
     def file(self, name, text):
@@ -73,11 +73,12 @@ class Context:
         self.file("corpus.en", lines(*target_lines))
         return self.tmp / "corpus"
 
-    def run(self, *, remove=(), write=None, config=None, drop=()):
-        """A copy of the finished run directory, with files removed or
-        rewritten and config.json keys changed or dropped."""
+    def run(self, *, remove=(), write=None, config=None, drop=(), sentencepiece=False):
+        """A copy of the finished run directory (WordPiece, or SentencePiece
+        with `sentencepiece=True`), with files removed or rewritten and
+        config.json keys changed or dropped."""
         run_dir = self.tmp / "run"
-        shutil.copytree(self.template, run_dir)
+        shutil.copytree(self.sentencepiece_template if sentencepiece else self.template, run_dir)
         for name in remove:
             (run_dir / name).unlink()
         for name, text in (write or {}).items():
@@ -102,7 +103,20 @@ def shared(tmp_path_factory):
     config = {**dataclasses.asdict(CONFIG), "direction": "fr-en"}
     (template / "config.json").write_text(json.dumps(config))
     (template / "test.tsv").write_text(lines("je suis .\tI am ."))
-    return model, learned, template
+    sentencepiece_template = template.parent / "sentencepiece_run"
+    shutil.copytree(template, sentencepiece_template)
+    proto = data.train_sentencepiece_model(["je suis .", "I am ."] * 4, 40)
+    size = data.build_sentencepiece_tokenizer(proto).vocabulary_size()
+    kt.build_seq2seq_transformer(size, size, **CONFIG.model_kwargs()).save(
+        sentencepiece_template / "model.keras"
+    )
+    for side in ("source", "target"):
+        (sentencepiece_template / f"{side}_vocabulary.txt").unlink()
+        data.save_sentencepiece_model(proto, sentencepiece_template / f"{side}_spm.model")
+    config = {**config, "tokenizer": "sentencepiece", "source_vocabulary_size": size,
+              "target_vocabulary_size": size}
+    (sentencepiece_template / "config.json").write_text(json.dumps(config))
+    return model, learned, template, sentencepiece_template
 
 
 # (entry point / bad input, call(ctx), expected exception or CLI, regex for the message).
@@ -348,6 +362,35 @@ INVENTORY = [
         id="data.load_vocabulary/duplicate-token",
     ),
     pytest.param(
+        lambda c: data.train_sentencepiece_model(["abcdefghijklmnop"], 8),
+        ValueError, r"SentencePiece could not learn a vocabulary of 8 tokens from 1 sentences: "
+        r".*Vocabulary size is smaller than required_chars",
+        id="data.train_sentencepiece_model/vocabulary_size-below-the-characters",
+    ),
+    pytest.param(
+        lambda c: data.load_sentencepiece_model(c.file("source_spm.model", "not a model")),
+        DataError, r"source_spm\.model is not a SentencePiece model \(11 bytes that do not parse "
+        r"as a model proto\): expected a model written by `save_sentencepiece_model`",
+        id="data.load_sentencepiece_model/corrupt-file",
+    ),
+    pytest.param(
+        lambda c: data.load_sentencepiece_model(c.tmp / "missing_spm.model"),
+        DataError, r"missing_spm\.model: no such SentencePiece model file",
+        id="data.load_sentencepiece_model/missing-file",
+    ),
+    pytest.param(
+        lambda c: data.make_tokenizer("bpe", VOCABULARY),
+        ValueError, r"`tokenizer` must be one of \('wordpiece', 'sentencepiece'\)\. Received: "
+        r"tokenizer='bpe'",
+        id="data.make_tokenizer/unknown-tokenizer",
+    ),
+    pytest.param(
+        lambda c: data.make_tokenizer("sentencepiece", VOCABULARY),
+        ValueError, r"A sentencepiece vocabulary must be a serialized SentencePiece model "
+        r"\(bytes.*Received: list",
+        id="data.make_tokenizer/token-list-for-sentencepiece",
+    ),
+    pytest.param(
         lambda c: data.detokenize(data.build_tokenizer(VOCABULARY), np.array([[4.0, 5.0]])),
         ValueError, r"`token_ids` must be integer token ids\. Received dtype float64",
         id="data.detokenize/float-ids",
@@ -464,6 +507,29 @@ INVENTORY = [
         id="export.export_from_run_dir/vocabulary-does-not-match-model",
     ),
     pytest.param(
+        lambda c: export_from_run_dir(
+            c.run(sentencepiece=True, remove=["source_spm.model"]), "saved_model", c.tmp / "out"
+        ),
+        FileNotFoundError, r"not a complete run directory: missing source_spm\.model\. Export "
+        r"needs config\.json, source_spm\.model, target_spm\.model, model\.keras",
+        id="export.export_from_run_dir/missing-sentencepiece-model",
+    ),
+    pytest.param(
+        lambda c: export_from_run_dir(
+            c.run(sentencepiece=True, write={"target_spm.model": "not a model"}), "saved_model",
+            c.tmp / "out",
+        ),
+        DataError, r"target_spm\.model is not a SentencePiece model \(11 bytes",
+        id="export.export_from_run_dir/corrupt-sentencepiece-model",
+    ),
+    pytest.param(
+        lambda c: export_from_run_dir(c.run(config={"tokenizer": "bpe"}), "tflite",
+                                      c.tmp / "m.tflite"),
+        ValueError, r"config\.json: `tokenizer` must be one of \('wordpiece', 'sentencepiece'\)\. "
+        r"Received: 'bpe'",
+        id="export.export_from_run_dir/unknown-tokenizer",
+    ),
+    pytest.param(
         lambda c: export_from_run_dir(c.run(drop=["direction"]), "tflite", c.tmp / "m.tflite"),
         ValueError, r"config\.json: expected a JSON object with a \"direction\" key",
         id="export.export_from_run_dir/config-without-direction",
@@ -495,6 +561,12 @@ INVENTORY = [
         id="translation.resolve_config/dropout-string",
     ),
     pytest.param(
+        lambda c: resolve_config(str(c.file("config.json", '{"tokenizer": "bpe"}'))),
+        ValueError, r"config\.json: `tokenizer` must be one of \['sentencepiece', 'wordpiece'\]\. "
+        r"Received: tokenizer='bpe'",
+        id="translation.resolve_config/unknown-tokenizer",
+    ),
+    pytest.param(
         lambda c: Translator.from_run_dir(c.tmp / "nowhere"),
         FileNotFoundError, r"nowhere' does not exist\. Expected a directory written by "
         r"`keras-transformer train",
@@ -505,6 +577,19 @@ INVENTORY = [
         FileNotFoundError, r"is incomplete: missing \['target_vocabulary\.txt'\]\. A finished run "
         r"holds",
         id="translation.Translator.from_run_dir/incomplete-run-directory",
+    ),
+    pytest.param(
+        lambda c: Translator.from_run_dir(c.run(sentencepiece=True, remove=["target_spm.model"])),
+        FileNotFoundError, r"is incomplete: missing \['target_spm\.model'\]\. A finished run "
+        r"holds \['config\.json', 'source_spm\.model', 'target_spm\.model', 'model\.keras'\]",
+        id="translation.Translator.from_run_dir/missing-sentencepiece-model",
+    ),
+    pytest.param(
+        lambda c: Translator.from_run_dir(
+            c.run(sentencepiece=True, write={"source_spm.model": lines(*VOCABULARY)})
+        ),
+        DataError, r"source_spm\.model is not a SentencePiece model \(41 bytes that do not parse",
+        id="translation.Translator.from_run_dir/corrupt-sentencepiece-model",
     ),
     pytest.param(
         lambda c: Translator.from_run_dir(c.file("config.json", "{}")),
@@ -558,6 +643,19 @@ INVENTORY = [
         CLI, r"translate: error: The target vocabulary sizes disagree: the vocabulary file has 8 "
         r"tokens, config\.json says 9",
         id="cli.translate/vocabulary-does-not-match-model",
+    ),
+    pytest.param(
+        lambda c: ["translate", "--run-dir",
+                   c.run(sentencepiece=True, write={"target_spm.model": "not a model"}), "je"],
+        CLI, r"translate: error: .*target_spm\.model is not a SentencePiece model \(11 bytes",
+        id="cli.translate/corrupt-sentencepiece-model",
+    ),
+    pytest.param(
+        lambda c: ["train", "--output-dir", c.tmp / "out",
+                   "--config", c.file("config.json", '{"recipe": "tiny", "tokenizer": "spm"}')],
+        CLI, r"train: error: .*config\.json: `tokenizer` must be one of \['sentencepiece', "
+        r"'wordpiece'\]\. Received: tokenizer='spm'",
+        id="cli.train/unknown-tokenizer",
     ),
     pytest.param(
         lambda c: ["train", "--output-dir", c.tmp / "out",

@@ -212,3 +212,39 @@ def test_python_dash_m_reports_a_missing_run_directory(tmp_path):
     assert "Traceback" not in result.stderr
     assert "keras-transformer translate: error:" in result.stderr
     assert "nowhere" in result.stderr
+
+
+def test_sentencepiece_run_trains_translates_evaluates_and_exports(files, tmp_path, capsys):
+    import tensorflow as tf
+
+    from keras_transformer.translation import Translator
+
+    directory, corpus, _ = files
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**TINY_CONFIG, "tokenizer": "sentencepiece"}))
+    run_dir = tmp_path / "run"
+    code, out, err = run(capsys, "train", "--output-dir", str(run_dir), "--data", str(corpus),
+                         "--config", str(config))
+    assert code == 0, err
+    assert "on 30 sentences" in out
+    assert json.loads((run_dir / "config.json").read_text())["tokenizer"] == "sentencepiece"
+    assert (run_dir / "source_spm.model").is_file() and (run_dir / "target_spm.model").is_file()
+    assert not (run_dir / "source_vocabulary.txt").exists()
+
+    code, out, err = run(capsys, "translate", "--run-dir", str(run_dir), "Je suis étudiant.", "")
+    assert code == 0, err
+    assert len(out.split("\n")) == 3 and out.endswith("\n\n")  # one line per text
+    code, out, err = run(capsys, "evaluate", "--run-dir", str(run_dir), "--beam-size", "1")
+    assert code == 0, err
+    assert "on 30 sentences" in out and "chrF =" in out
+
+    output = tmp_path / "translator" / "1"
+    code, out, err = run(capsys, "export", "--run-dir", str(run_dir), "--format", "saved_model",
+                         "--output", str(output))
+    assert code == 0, err
+    sources = ["Je suis étudiant.", "Nous aimons les chiens."]
+    served = tf.saved_model.load(str(output)).signatures["serving_default"](
+        text=tf.constant(sources)
+    )["translations"]
+    expected = Translator.from_run_dir(run_dir).translate(sources)
+    assert [text.decode("utf-8") for text in served.numpy()] == expected

@@ -1,4 +1,5 @@
-"""Translation data: corpus readers, WordPiece tokenizers and the `tf.data` pipeline."""
+"""Translation data: corpus readers, WordPiece and SentencePiece tokenizers and the
+`tf.data` pipeline."""
 
 from keras_transformer.data.generator import PAPER_EXAMPLE, default_splits, generate_pairs
 from keras_transformer.data.pipeline import (
@@ -15,6 +16,12 @@ from keras_transformer.data.readers import (
     read_tatoeba,
     split_pairs,
 )
+from keras_transformer.data.sentence_piece import (
+    build_sentencepiece_tokenizer,
+    load_sentencepiece_model,
+    save_sentencepiece_model,
+    train_sentencepiece_model,
+)
 from keras_transformer.data.tokenizers import (
     END_ID,
     PAD_ID,
@@ -28,6 +35,14 @@ from keras_transformer.data.tokenizers import (
     save_vocabulary,
     train_wordpiece_vocabulary,
 )
+from keras_transformer.data.vocabularies import (
+    TOKENIZERS,
+    check_tokenizer,
+    load_vocabulary_file,
+    make_tokenizer,
+    save_vocabulary_file,
+    train_vocabulary,
+)
 
 __all__ = [
     "DECODER_INPUT",
@@ -38,20 +53,30 @@ __all__ = [
     "PAPER_EXAMPLE",
     "RESERVED_TOKENS",
     "START_ID",
+    "TOKENIZERS",
     "UNK_ID",
+    "build_sentencepiece_tokenizer",
     "build_tokenizer",
+    "check_tokenizer",
     "default_splits",
     "detokenize",
     "detokenize_to_strings",
     "generate_pairs",
     "load_corpus",
+    "load_sentencepiece_model",
     "load_vocabulary",
+    "load_vocabulary_file",
     "make_dataset",
+    "make_tokenizer",
     "padding_fraction",
     "parse_direction",
     "read_parallel",
     "read_tatoeba",
+    "save_sentencepiece_model",
     "save_vocabulary",
+    "save_vocabulary_file",
     "split_pairs",
+    "train_sentencepiece_model",
+    "train_vocabulary",
     "train_wordpiece_vocabulary",
 ]

@@ -1,7 +1,8 @@
 """WordPiece subword vocabularies and tokenizers, with readable detokenization.
 
 Tokenization and `detokenize_to_strings` are TensorFlow ops, so both can live in a
-`tf.data` pipeline and inside an exported SavedModel.
+`tf.data` pipeline and inside an exported SavedModel. `detokenize_to_strings`
+and `detokenize` also take the SentencePiece tokenizers of `sentence_piece`.
 
 Normalization, the same when training a vocabulary and when tokenizing:
 - case is kept by default (`lowercase=False`): the reference BLEU is cased, and a
@@ -81,6 +82,26 @@ def train_wordpiece_vocabulary(
         English-French); Wu et al., 2016, "Google's Neural Machine Translation
         System", section 4.1.
     """
+    check_training_arguments(texts, vocabulary_size)
+    if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
+        raise ValueError(f"`min_count` must be an integer of at least 1. Received: {min_count!r}")
+    # What `keras_hub.tokenizers.compute_word_piece_vocabulary` does, with the
+    # learner's lower frequency threshold exposed.
+    words = tf.data.Dataset.from_tensor_slices(texts).batch(1024).map(
+        lambda text: pretokenize(text, lowercase, strip_accents=False, split=True)
+    )
+    vocabulary = wordpiece_tokenizer_learner_lib.learn(
+        wordpiece_tokenizer_learner_lib.count_words(words),
+        vocab_size=vocabulary_size,
+        reserved_tokens=RESERVED_TOKENS,
+        lower_thresh=min_count,
+    )
+    return vocabulary[:vocabulary_size]
+
+
+def check_training_arguments(texts: list[str], vocabulary_size: int) -> None:
+    """Raises a ValueError unless `texts` is a non-empty list of sentences and
+    `vocabulary_size` an integer above the reserved tokens."""
     if isinstance(texts, (str, bytes)):
         raise ValueError(
             f"`texts` must be a list of sentences. Received a string: {texts[:40]!r}"
@@ -96,20 +117,6 @@ def train_wordpiece_vocabulary(
             f"`vocabulary_size` must be an integer above the {len(RESERVED_TOKENS)} "
             f"reserved tokens. Received: {vocabulary_size!r}"
         )
-    if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
-        raise ValueError(f"`min_count` must be an integer of at least 1. Received: {min_count!r}")
-    # What `keras_hub.tokenizers.compute_word_piece_vocabulary` does, with the
-    # learner's lower frequency threshold exposed.
-    words = tf.data.Dataset.from_tensor_slices(texts).batch(1024).map(
-        lambda text: pretokenize(text, lowercase, strip_accents=False, split=True)
-    )
-    vocabulary = wordpiece_tokenizer_learner_lib.learn(
-        wordpiece_tokenizer_learner_lib.count_words(words),
-        vocab_size=vocabulary_size,
-        reserved_tokens=RESERVED_TOKENS,
-        lower_thresh=min_count,
-    )
-    return vocabulary[:vocabulary_size]
 
 
 def build_tokenizer(
@@ -162,7 +169,7 @@ def build_tokenizer(
 
 
 def detokenize_to_strings(
-    tokenizer: keras_hub.tokenizers.WordPieceTokenizer,
+    tokenizer: keras_hub.tokenizers.Tokenizer,
     token_ids: tf.Tensor | tf.RaggedTensor,
     language: str = "en",
 ) -> tf.Tensor:
@@ -174,9 +181,12 @@ def detokenize_to_strings(
     "student.", "l ' homme" -> "l'homme", "T - shirt" -> "T-shirt",
     "3 . 5" -> "3.5"; for French, "Va !" keeps its space. Known limits:
     "dogs ' toys" becomes "dogs'toys" and a spaced dash "a - b" becomes "a-b".
+    A SentencePiece tokenizer keeps the spaces of the text, so its output is
+    left as it detokenizes.
 
     Args:
-        tokenizer: the tokenizer that produced the ids.
+        tokenizer: the WordPiece or SentencePiece tokenizer that produced the
+            ids.
         token_ids: int (B, T), dense or ragged.
         language: code of the text's language. `"fr"` keeps French spacing
             before "!", "?", ":" and ";"; any other code follows English.
@@ -201,7 +211,12 @@ def detokenize_to_strings(
         raise ValueError(f"`token_ids` must have shape (B, T). Received: {token_ids.shape}")
     ended = tf.cumsum(tf.cast(token_ids == END_ID, "int32"), axis=-1) > 0  # (B, T)
     keep = ~ended & (token_ids != PAD_ID) & (token_ids != START_ID)  # (B, T)
-    text = tokenizer.detokenize(tf.ragged.boolean_mask(token_ids, keep))  # (B,)
+    # Called eagerly, KerasHub's SentencePiece detokenizer returns a list of `str`.
+    text = tf.convert_to_tensor(
+        tokenizer.detokenize(tf.ragged.boolean_mask(token_ids, keep)), tf.string
+    )  # (B,)
+    if isinstance(tokenizer, keras_hub.tokenizers.SentencePieceTokenizer):
+        return text
     closing_rule = _FRENCH_CLOSING_RULE if language == "fr" else _CLOSING_RULE
     for pattern, rewrite in _SPACING_RULES + [closing_rule]:
         text = tf.strings.regex_replace(text, pattern, rewrite)
@@ -209,7 +224,7 @@ def detokenize_to_strings(
 
 
 def detokenize(
-    tokenizer: keras_hub.tokenizers.WordPieceTokenizer, token_ids, language: str = "en"
+    tokenizer: keras_hub.tokenizers.Tokenizer, token_ids, language: str = "en"
 ) -> list[str]:
     """`detokenize_to_strings` for Python callers: ids in, a list of `str` out.
 

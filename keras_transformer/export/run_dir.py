@@ -8,12 +8,22 @@ from pathlib import Path
 import keras
 
 from keras_transformer.data.readers import parse_direction
-from keras_transformer.data.tokenizers import load_vocabulary
+from keras_transformer.data.vocabularies import (
+    TOKENIZERS,
+    Vocabulary,
+    load_vocabulary_file,
+    make_tokenizer,
+)
 from keras_transformer.export.saved_model import export_saved_model
 from keras_transformer.export.tflite import QUANTIZATIONS, export_tflite
 
 FORMATS = ("saved_model", "tflite")
-RUN_FILES = ("config.json", "source_vocabulary.txt", "target_vocabulary.txt", "model.keras")
+# The (source, target) vocabulary files of each config.json "tokenizer", as
+# `keras_transformer.translation.run_directory` writes them.
+VOCABULARY_FILES = {
+    "wordpiece": ("source_vocabulary.txt", "target_vocabulary.txt"),
+    "sentencepiece": ("source_spm.model", "target_spm.model"),
+}
 # The config.json fields export reads besides "direction", with their checks.
 _POSITIVE_INT_FIELDS = ("beam_size", "max_sequence_length")
 
@@ -37,6 +47,11 @@ def _check_config(path: Path, config: dict) -> None:
         raise ValueError(
             f"{path}: `lowercase` must be true or false. Received: {config['lowercase']!r}"
         )
+    tokenizer = config.get("tokenizer", "wordpiece")
+    if not isinstance(tokenizer, str) or tokenizer not in TOKENIZERS:
+        raise ValueError(
+            f"{path}: `tokenizer` must be one of {TOKENIZERS}. Received: {tokenizer!r}"
+        )
 
 
 def _load_model(path: Path) -> keras.Model:
@@ -51,21 +66,40 @@ def _load_model(path: Path) -> keras.Model:
 def _check_vocabulary_sizes(run_dir: Path, config: dict, vocabularies: dict, model) -> None:
     """Raises ValueError when a vocabulary file, config.json and the model's
     embedding disagree on a vocabulary size."""
+    tokenizer = config.get("tokenizer", "wordpiece")
     embeddings = {"source": "encoder_embedding", "target": "decoder_embedding"}
-    for side, vocabulary in vocabularies.items():
+    for (side, vocabulary), file_name in zip(vocabularies.items(), VOCABULARY_FILES[tokenizer]):
+        size = make_tokenizer(tokenizer, vocabulary).vocabulary_size()
         model_size = model.get_layer(embeddings[side]).vocabulary_size
         config_size = config.get(f"{side}_vocabulary_size", model_size)
-        if not len(vocabulary) == config_size == model_size:
+        if not size == config_size == model_size:
             raise ValueError(
                 f"The {side} vocabulary sizes of {run_dir} disagree: "
-                f"{side}_vocabulary.txt has {len(vocabulary)} tokens, config.json says "
+                f"{file_name} has {size} tokens, config.json says "
                 f"{config_size} and the model's embedding has {model_size}. They must be "
                 "equal; the run directory mixes files from different runs."
             )
 
 
-def read_run_dir(run_dir: str | os.PathLike) -> tuple[dict, list[str], list[str], keras.Model]:
+def _read_config(path: Path) -> dict:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error}).") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: expected a JSON object.")
+    _check_config(path, config)
+    return config
+
+
+def read_run_dir(
+    run_dir: str | os.PathLike,
+) -> tuple[dict, Vocabulary, Vocabulary, keras.Model]:
     """The config, vocabularies and model of a run directory.
+
+    The vocabularies are token lists (config.json's "tokenizer" is
+    "wordpiece", the default) or serialized SentencePiece models
+    ("sentencepiece").
 
     Raises:
         FileNotFoundError: naming every missing file.
@@ -73,25 +107,25 @@ def read_run_dir(run_dir: str | os.PathLike) -> tuple[dict, list[str], list[str]
             "direction" and valid fields, model.keras is not a .keras
             archive, or the vocabulary files, config.json and the model
             disagree on a vocabulary size.
+        DataError: a vocabulary file or SentencePiece model is malformed.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: no such run directory.")
-    missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
+    config_path = run_dir / "config.json"
+    config = _read_config(config_path) if config_path.is_file() else {}
+    tokenizer = config.get("tokenizer", "wordpiece")
+    vocabulary_files = VOCABULARY_FILES[tokenizer]
+    run_files = ("config.json", *vocabulary_files, "model.keras")
+    missing = [name for name in run_files if not (run_dir / name).is_file()]
     if missing:
         raise FileNotFoundError(
             f"{run_dir} is not a complete run directory: missing {', '.join(missing)}. "
-            f"Export needs {', '.join(RUN_FILES)}, written by `keras-transformer train`."
+            f"Export needs {', '.join(run_files)}, written by `keras-transformer train`."
         )
-    try:
-        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{run_dir / 'config.json'}: not valid JSON ({error}).") from None
-    if not isinstance(config, dict):
-        raise ValueError(f"{run_dir / 'config.json'}: expected a JSON object.")
-    _check_config(run_dir / "config.json", config)
-    source_vocabulary = load_vocabulary(run_dir / "source_vocabulary.txt")
-    target_vocabulary = load_vocabulary(run_dir / "target_vocabulary.txt")
+    source_vocabulary, target_vocabulary = (
+        load_vocabulary_file(tokenizer, run_dir / name) for name in vocabulary_files
+    )
     model = _load_model(run_dir / "model.keras")
     vocabularies = {"source": source_vocabulary, "target": target_vocabulary}
     _check_vocabulary_sizes(run_dir, config, vocabularies, model)
@@ -111,10 +145,13 @@ def export_from_run_dir(
     """Exports the model of a run directory as a SavedModel or a .tflite.
 
     Reads RUN_DIR/config.json (`max_sequence_length` sets both the input
-    and output lengths; `lowercase`, `beam_size`, `length_penalty` and
-    `direction`, whose target language sets the detokenization spacing),
-    RUN_DIR/source_vocabulary.txt, RUN_DIR/target_vocabulary.txt and
-    RUN_DIR/model.keras.
+    and output lengths; `tokenizer`, `lowercase`, `beam_size`,
+    `length_penalty` and `direction`, whose target language sets the
+    detokenization spacing), the vocabulary files (source_vocabulary.txt
+    and target_vocabulary.txt for WordPiece, source_spm.model and
+    target_spm.model for SentencePiece) and RUN_DIR/model.keras. A .tflite
+    takes and returns ids for either tokenizer: the client tokenizes with
+    the run's vocabulary files.
 
     Args:
         run_dir: the run directory.
@@ -177,6 +214,7 @@ def export_from_run_dir(
         source_vocabulary,
         target_vocabulary,
         output,
+        tokenizer=config.get("tokenizer", "wordpiece"),
         lowercase=bool(config.get("lowercase", False)),
         decoding=decoding or ("beam" if beam_size > 1 else "greedy"),
         beam_size=beam_size,

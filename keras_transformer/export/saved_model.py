@@ -10,13 +10,12 @@ import re
 import keras
 import tensorflow as tf
 
-from keras_transformer.data.tokenizers import (
-    END_ID,
-    PAD_ID,
-    START_ID,
-    build_tokenizer,
-    detokenize_to_strings,
-    load_vocabulary,
+from keras_transformer.data.tokenizers import END_ID, PAD_ID, START_ID, detokenize_to_strings
+from keras_transformer.data.vocabularies import (
+    Vocabulary,
+    check_tokenizer,
+    load_vocabulary_file,
+    make_tokenizer,
 )
 from keras_transformer.decoding import CachedSeq2SeqDecoder
 from keras_transformer.decoding.beam import beam_loop
@@ -119,22 +118,21 @@ class _Translator:
         }
 
 
-def _vocabulary(vocabulary, name: str) -> list[str]:
+def _tokenizer(vocabulary, tokenizer: str, lowercase: bool, name: str):
+    """The tokenizer of a vocabulary or of the path of a vocabulary file."""
     if isinstance(vocabulary, (str, os.PathLike)):
-        return load_vocabulary(vocabulary)
-    if not isinstance(vocabulary, (list, tuple)):
-        raise ValueError(
-            f"`{name}` must be a list of tokens or the path of a vocabulary file. "
-            f"Received: {type(vocabulary).__name__}"
-        )
-    return list(vocabulary)
+        vocabulary = load_vocabulary_file(tokenizer, vocabulary)
+    try:
+        return make_tokenizer(tokenizer, vocabulary, lowercase)
+    except ValueError as error:
+        raise ValueError(f"`{name}`: {error}") from None
 
 
-def _check_vocabulary_size(model, vocabulary, name, layer_name):
+def _check_vocabulary_size(model, tokenizer, name, layer_name):
     model_size = model.get_layer(layer_name).vocabulary_size
-    if len(vocabulary) != model_size:
+    if tokenizer.vocabulary_size() != model_size:
         raise ValueError(
-            f"`{name}` has {len(vocabulary)} tokens but the model's '{layer_name}' "
+            f"`{name}` has {tokenizer.vocabulary_size()} tokens but the model's '{layer_name}' "
             f"embeds {model_size} ids; they must be equal. Pass the vocabulary the "
             "model was trained with."
         )
@@ -142,10 +140,11 @@ def _check_vocabulary_size(model, vocabulary, name, layer_name):
 
 def export_saved_model(
     model: keras.Model,
-    source_vocabulary: list[str] | str | os.PathLike,
-    target_vocabulary: list[str] | str | os.PathLike,
+    source_vocabulary: Vocabulary | str | os.PathLike,
+    target_vocabulary: Vocabulary | str | os.PathLike,
     output_dir: str | os.PathLike,
     *,
+    tokenizer: str = "wordpiece",
     lowercase: bool = False,
     decoding: str = "greedy",
     beam_size: int = 4,
@@ -162,7 +161,7 @@ def export_saved_model(
     - `serving_default`: `text`, strings (B,) -> `translations`, strings
       (B,), and `scores`, float32 (B,). In the graph: invalid UTF-8 is
       replaced, whitespace is stripped and collapsed, the text is WordPiece
-      tokenized (tensorflow-text ops), cut to `max_input_length - 1` tokens
+      or SentencePiece tokenized (tensorflow-text ops), cut to `max_input_length - 1` tokens
       and ended with [END], decoded with key/value caches, and detokenized.
       Empty or whitespace-only inputs give "" with score 0; words of other
       scripts become [UNK]; rows of a batch are independent.
@@ -189,12 +188,17 @@ def export_saved_model(
 
     Args:
         model: a model from `build_seq2seq_transformer`, trained.
-        source_vocabulary, target_vocabulary: tokens, or vocabulary files
-            written by `save_vocabulary`; each must have as many tokens as
-            the model's embedding has ids.
+        source_vocabulary, target_vocabulary: for "wordpiece", tokens or
+            vocabulary files written by `save_vocabulary`; for
+            "sentencepiece", serialized models or model files written by
+            `save_sentencepiece_model`. Each must have as many tokens as the
+            model's embedding has ids.
         output_dir: the SavedModel directory to create (for TF Serving,
             `models/NAME/VERSION`).
-        lowercase: as the vocabularies were trained.
+        tokenizer: "wordpiece" or "sentencepiece", as the vocabularies
+            were trained.
+        lowercase: as the vocabularies were trained (a SentencePiece model
+            stores it).
         decoding: "greedy" or "beam".
         beam_size, length_penalty: the beam search's settings.
         max_input_length: the most encoder tokens, [END] included; default
@@ -229,14 +233,15 @@ def export_saved_model(
     max_input_length, max_output_length = check_lengths(
         model, max_input_length, max_output_length
     )
-    source_vocabulary = _vocabulary(source_vocabulary, "source_vocabulary")
-    target_vocabulary = _vocabulary(target_vocabulary, "target_vocabulary")
-    _check_vocabulary_size(model, source_vocabulary, "source_vocabulary", "encoder_embedding")
-    _check_vocabulary_size(model, target_vocabulary, "target_vocabulary", "decoder_embedding")
+    check_tokenizer(tokenizer)
+    source_tokenizer = _tokenizer(source_vocabulary, tokenizer, lowercase, "source_vocabulary")
+    target_tokenizer = _tokenizer(target_vocabulary, tokenizer, lowercase, "target_vocabulary")
+    _check_vocabulary_size(model, source_tokenizer, "source_vocabulary", "encoder_embedding")
+    _check_vocabulary_size(model, target_tokenizer, "target_vocabulary", "decoder_embedding")
     translator = _Translator(
         model,
-        build_tokenizer(source_vocabulary, lowercase=lowercase),
-        build_tokenizer(target_vocabulary, lowercase=lowercase),
+        source_tokenizer,
+        target_tokenizer,
         {
             "decoding": decoding,
             "beam_size": int(beam_size),
@@ -258,6 +263,9 @@ def export_saved_model(
     signatures = {"translate_ids": module.translate_ids.get_concrete_function()}
     signatures["serving_default"] = signatures["translate_ids"]
     if text_signature:
+        # A SentencePiece tokenizer's model is a TensorFlow resource the text
+        # graph captures, so it must be tracked to be saved.
+        module.tokenizers = [source_tokenizer, target_tokenizer]
         module.translate_text = tf.function(
             translator.translate_text,
             input_signature=[tf.TensorSpec((None,), tf.string, name=TEXT_INPUT)],

@@ -155,7 +155,8 @@ def export_tflite(
     delegate) and fixed shapes: N = `batch_size` rows of S =
     `max_input_length` source ids (source tokens then [END] = 3, padded
     with 0, as in training) and L = `max_output_length` output tokens.
-    Tokenization is the client's job (the vocabularies are plain text files).
+    Tokenization is the client's job, with the run's vocabulary files (WordPiece
+    text files or SentencePiece models).
     Three signatures share the weights:
 
     - "translate": `encoder_token_ids` int32 (N, S) -> `token_ids` int32

@@ -5,7 +5,7 @@ import json
 import os
 from pathlib import Path
 
-from keras_transformer.data import RESERVED_TOKENS
+from keras_transformer.data import RESERVED_TOKENS, TOKENIZERS
 from keras_transformer.layers.validation import check_choice, check_positive_int, check_rate
 
 _POSITIVE_INTS = (
@@ -24,7 +24,10 @@ class TranslationConfig:
     """Everything a translation run needs to rebuild its model and data.
 
     Model fields are the arguments of `build_seq2seq_transformer`; the rest
-    describe the vocabularies, the input pipeline and the optimizer. Every
+    describe the vocabularies, the input pipeline and the optimizer.
+    `tokenizer` is "wordpiece" or "sentencepiece" (see
+    `keras_transformer.data.vocabularies`); config files written before it
+    existed mean "wordpiece". Every
     field is checked on creation: a wrong type or value raises a ValueError
     naming the field, the value received and what is expected.
     """
@@ -41,6 +44,7 @@ class TranslationConfig:
     source_vocabulary_size: int = 8000
     target_vocabulary_size: int = 8000
     lowercase: bool = False
+    tokenizer: str = "wordpiece"
     batch_size: int = 64
     epochs: int = 10
     warmup_steps: int = 4000
@@ -67,6 +71,7 @@ class TranslationConfig:
         check_rate("dropout", self.dropout)
         check_rate("label_smoothing", self.label_smoothing)
         check_choice("position_encoding", self.position_encoding, {"sinusoidal", "learned"})
+        check_choice("tokenizer", self.tokenizer, TOKENIZERS)
         for name in _BOOLS:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(

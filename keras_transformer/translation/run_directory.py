@@ -2,8 +2,10 @@
 
     RUN_DIR/config.json               TranslationConfig fields, "direction", and
                                       the actual vocabulary sizes
-    RUN_DIR/source_vocabulary.txt     one token per line, id order
-    RUN_DIR/target_vocabulary.txt
+    RUN_DIR/source_vocabulary.txt     WordPiece (the default tokenizer): one
+    RUN_DIR/target_vocabulary.txt     token per line, id order
+    RUN_DIR/source_spm.model          or, with "tokenizer": "sentencepiece",
+    RUN_DIR/target_spm.model          the serialized SentencePiece models
     RUN_DIR/model.keras               the final model, written atomically
     RUN_DIR/test.tsv                  source<TAB>reference, the test split
     RUN_DIR/checkpoints/epoch_NNN.keras  the model after each epoch whose loss
@@ -34,6 +36,11 @@ from keras_transformer.translation.config import TranslationConfig, write_text_a
 CONFIG_FILE = "config.json"
 SOURCE_VOCABULARY_FILE = "source_vocabulary.txt"
 TARGET_VOCABULARY_FILE = "target_vocabulary.txt"
+# The (source, target) vocabulary files of each `TranslationConfig.tokenizer`.
+VOCABULARY_FILES = {
+    "wordpiece": (SOURCE_VOCABULARY_FILE, TARGET_VOCABULARY_FILE),
+    "sentencepiece": ("source_spm.model", "target_spm.model"),
+}
 MODEL_FILE = "model.keras"
 TEST_FILE = "test.tsv"
 CHECKPOINT_DIR = "checkpoints"
@@ -41,12 +48,31 @@ BACKUP_DIR = "backup"
 LOG_DIR = "logs"
 CHECKPOINT_PATTERN = "epoch_{epoch:03d}.keras"
 
-# What `Translator.from_run_dir` needs.
-REQUIRED_FILES = (CONFIG_FILE, SOURCE_VOCABULARY_FILE, TARGET_VOCABULARY_FILE, MODEL_FILE)
 
 
-def check_run_dir(run_dir: str | os.PathLike, required=REQUIRED_FILES) -> Path:
-    """The run directory as a `Path`, or a FileNotFoundError naming what is missing."""
+def required_files(tokenizer: str) -> tuple[str, ...]:
+    """What `Translator.from_run_dir` needs from a run of this tokenizer."""
+    return (CONFIG_FILE, *VOCABULARY_FILES[tokenizer], MODEL_FILE)
+
+
+def _configured_tokenizer(run_dir: Path) -> str | None:
+    """config.json's "tokenizer" ("wordpiece" when absent or unreadable), or
+    None for an unknown name, which `read_run_config` then reports."""
+    try:
+        values = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return "wordpiece"
+    if not isinstance(values, dict):
+        return "wordpiece"
+    tokenizer = values.get("tokenizer", "wordpiece")
+    return tokenizer if isinstance(tokenizer, str) and tokenizer in VOCABULARY_FILES else None
+
+
+def check_run_dir(run_dir: str | os.PathLike, required=None) -> Path:
+    """The run directory as a `Path`, or a FileNotFoundError naming what is missing.
+
+    `required` defaults to the files of the tokenizer config.json names.
+    """
     path = Path(run_dir)
     if path.exists() and not path.is_dir():
         raise FileNotFoundError(
@@ -58,6 +84,9 @@ def check_run_dir(run_dir: str | os.PathLike, required=REQUIRED_FILES) -> Path:
             f"Run directory {str(run_dir)!r} does not exist. Expected a directory "
             f"written by `keras-transformer train --output-dir {run_dir}`."
         )
+    if required is None:
+        tokenizer = _configured_tokenizer(path)
+        required = (CONFIG_FILE, MODEL_FILE) if tokenizer is None else required_files(tokenizer)
     missing = [name for name in required if not (path / name).is_file()]
     if missing:
         hint = " (has training finished?)" if MODEL_FILE in missing else ""

@@ -11,15 +11,15 @@ import tensorflow as tf
 
 from keras_transformer.data import (
     DataError,
-    build_tokenizer,
     default_splits,
     load_corpus,
-    load_vocabulary,
+    load_vocabulary_file,
     make_dataset,
+    make_tokenizer,
     parse_direction,
-    save_vocabulary,
+    save_vocabulary_file,
     split_pairs,
-    train_wordpiece_vocabulary,
+    train_vocabulary,
 )
 from keras_transformer.models import build_seq2seq_transformer
 from keras_transformer.training import (
@@ -41,8 +41,7 @@ from keras_transformer.translation.run_directory import (
     CONFIG_FILE,
     LOG_DIR,
     MODEL_FILE,
-    SOURCE_VOCABULARY_FILE,
-    TARGET_VOCABULARY_FILE,
+    VOCABULARY_FILES,
     read_run_config,
     write_run_config,
     write_test_split,
@@ -107,17 +106,18 @@ def _prepare_run_dir(run_dir: Path, config: TranslationConfig, direction: str) -
 
 
 def _vocabularies(run_dir: Path, train_pairs: list[Pair], config: TranslationConfig, resume: bool):
-    """The run's vocabularies: read back when resuming, else learned and saved."""
-    paths = (run_dir / SOURCE_VOCABULARY_FILE, run_dir / TARGET_VOCABULARY_FILE)
+    """The run's vocabularies (WordPiece tokens or SentencePiece models, see
+    `config.tokenizer`): read back when resuming, else learned and saved."""
+    paths = [run_dir / name for name in VOCABULARY_FILES[config.tokenizer]]
     if resume and all(path.is_file() for path in paths):
-        return [load_vocabulary(path) for path in paths]
+        return [load_vocabulary_file(config.tokenizer, path) for path in paths]
     vocabularies = []
     for side, size, path in zip(
         (0, 1), (config.source_vocabulary_size, config.target_vocabulary_size), paths
     ):
         texts = [pair[side] for pair in train_pairs]
-        vocabulary = train_wordpiece_vocabulary(texts, size, lowercase=config.lowercase)
-        save_vocabulary(vocabulary, path)
+        vocabulary = train_vocabulary(config.tokenizer, texts, size, lowercase=config.lowercase)
+        save_vocabulary_file(config.tokenizer, vocabulary, path)
         vocabularies.append(vocabulary)
     return vocabularies
 
@@ -162,7 +162,8 @@ def train(
 ) -> Translator:
     """Trains a translation model and writes a complete run directory.
 
-    Learns WordPiece vocabularies on the training split, builds the model
+    Learns WordPiece vocabularies or SentencePiece models (the config's
+    `tokenizer`) on the training split, builds the model
     from the config, trains it with the paper's optimizer, schedule and
     label smoothing, checkpoints every epoch, and saves the final model.
     The training state is backed up every `config.backup_steps` steps and
@@ -214,20 +215,21 @@ def train(
     keras.utils.set_random_seed(config.seed)
 
     source_vocabulary, target_vocabulary = _vocabularies(run_dir, splits["train"], config, resume)
+    source_tokenizer = make_tokenizer(config.tokenizer, source_vocabulary, config.lowercase)
+    target_tokenizer = make_tokenizer(config.tokenizer, target_vocabulary, config.lowercase)
     config = dataclasses.replace(
         config,
-        source_vocabulary_size=len(source_vocabulary),
-        target_vocabulary_size=len(target_vocabulary),
+        source_vocabulary_size=source_tokenizer.vocabulary_size(),
+        target_vocabulary_size=target_tokenizer.vocabulary_size(),
     )
     write_run_config(run_dir, config, direction)
     write_test_split(run_dir, splits["test"])
     logging.info(
-        "Training on %d pairs; vocabularies of %d source and %d target tokens.",
-        len(splits["train"]), len(source_vocabulary), len(target_vocabulary),
+        "Training on %d pairs; %s vocabularies of %d source and %d target tokens.",
+        len(splits["train"]), config.tokenizer, config.source_vocabulary_size,
+        config.target_vocabulary_size,
     )
 
-    source_tokenizer = build_tokenizer(source_vocabulary, lowercase=config.lowercase)
-    target_tokenizer = build_tokenizer(target_vocabulary, lowercase=config.lowercase)
     datasets = {
         name: make_dataset(
             splits[name],

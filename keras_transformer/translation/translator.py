@@ -13,16 +13,16 @@ import numpy as np
 from keras_transformer.data import (
     END_ID,
     START_ID,
-    build_tokenizer,
     detokenize,
-    load_vocabulary,
+    load_vocabulary_file,
+    make_tokenizer,
     parse_direction,
 )
+from keras_transformer.data.vocabularies import Vocabulary
 from keras_transformer.decoding import beam_search, greedy_search
 from keras_transformer.translation.config import TranslationConfig
 from keras_transformer.translation.run_directory import (
-    SOURCE_VOCABULARY_FILE,
-    TARGET_VOCABULARY_FILE,
+    VOCABULARY_FILES,
     check_run_dir,
     load_run_model,
     read_run_config,
@@ -50,9 +50,11 @@ class Translator:
     Args:
         model: a model from `build_seq2seq_transformer`.
         config: the run's `TranslationConfig`; its vocabulary sizes must
-            equal the model's.
+            equal the model's, and its `tokenizer` says what the
+            vocabularies are.
         source_vocabulary, target_vocabulary: token lists, reserved tokens
-            first.
+            first, for "wordpiece"; serialized SentencePiece models (bytes)
+            for "sentencepiece".
         direction: "source-target" language codes, such as "fr-en".
         run_dir: the run directory the model comes from, if any.
 
@@ -66,20 +68,23 @@ class Translator:
         self,
         model: keras.Model,
         config: TranslationConfig,
-        source_vocabulary: list[str],
-        target_vocabulary: list[str],
+        source_vocabulary: Vocabulary,
+        target_vocabulary: Vocabulary,
         direction: str = "fr-en",
         run_dir: str | os.PathLike | None = None,
     ):
         self.source_language, self.target_language = parse_direction(direction)
+        tokenizer, lowercase = config.tokenizer, config.lowercase
+        self.source_tokenizer = make_tokenizer(tokenizer, source_vocabulary, lowercase)
+        self.target_tokenizer = make_tokenizer(tokenizer, target_vocabulary, lowercase)
         sizes = {
             "source": (
-                len(source_vocabulary),
+                self.source_tokenizer.vocabulary_size(),
                 config.source_vocabulary_size,
                 model.get_layer("encoder_embedding").vocabulary_size,
             ),
             "target": (
-                len(target_vocabulary),
+                self.target_tokenizer.vocabulary_size(),
                 config.target_vocabulary_size,
                 model.get_layer("decoder_embedding").vocabulary_size,
             ),
@@ -96,10 +101,9 @@ class Translator:
         self.config = config
         self.direction = direction
         self.run_dir = None if run_dir is None else Path(run_dir)
-        self.source_vocabulary = list(source_vocabulary)
-        self.target_vocabulary = list(target_vocabulary)
-        self.source_tokenizer = build_tokenizer(source_vocabulary, lowercase=config.lowercase)
-        self.target_tokenizer = build_tokenizer(target_vocabulary, lowercase=config.lowercase)
+        # The tokens of the ids, for `cross_attention`.
+        self.source_vocabulary = self.source_tokenizer.get_vocabulary()
+        self.target_vocabulary = self.target_tokenizer.get_vocabulary()
 
     @classmethod
     def from_run_dir(cls, run_dir: str | os.PathLike) -> "Translator":
@@ -110,14 +114,16 @@ class Translator:
                 (the message names them).
             ValueError: config.json is malformed, model.keras is not a
                 .keras archive, or the vocabulary sizes do not match the model.
+            DataError: a vocabulary file or SentencePiece model is malformed.
         """
         path = check_run_dir(run_dir)
         config, direction = read_run_config(path)
+        source_file, target_file = VOCABULARY_FILES[config.tokenizer]
         return cls(
             load_run_model(path),
             config,
-            load_vocabulary(path / SOURCE_VOCABULARY_FILE),
-            load_vocabulary(path / TARGET_VOCABULARY_FILE),
+            load_vocabulary_file(config.tokenizer, path / source_file),
+            load_vocabulary_file(config.tokenizer, path / target_file),
             direction,
             run_dir=path,
         )

@@ -63,3 +63,15 @@ def test_write_text_atomic_leaves_no_temporary_file(tmp_path):
     write_text_atomic(path, "two")
     assert path.read_text() == "two"
     assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
+
+
+def test_tokenizer_field_defaults_to_wordpiece_for_old_config_files():
+    values = dataclasses.asdict(RECIPES["tiny"])
+    del values["tokenizer"]  # a config.json written before the field existed
+    assert TranslationConfig.from_dict(values).tokenizer == "wordpiece"
+    values["tokenizer"] = "sentencepiece"
+    assert TranslationConfig.from_dict(values).tokenizer == "sentencepiece"
+    values["tokenizer"] = "bpe"
+    with pytest.raises(ValueError, match=r"`tokenizer` must be one of \['sentencepiece', "
+                       r"'wordpiece'\]\. Received: tokenizer='bpe'"):
+        TranslationConfig.from_dict(values)
