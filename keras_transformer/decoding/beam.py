@@ -5,11 +5,12 @@ V target vocabulary.
 """
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from keras_transformer.decoding.cached_decoder import CachedSeq2SeqDecoder
 from keras_transformer.decoding.search_utils import (
     EXCLUDED_LOGIT,
+    Tensor,
     check_encoder_token_ids,
     check_settings,
     compiled_search,
@@ -23,7 +24,20 @@ from keras_transformer.layers.validation import check_positive_int
 def length_penalty_divisor(lengths, alpha):
     """The GNMT length penalty `((5 + length) / 6) ** alpha` of int lengths,
     as float32; a hypothesis scores `log_prob / length_penalty_divisor`."""
-    return tf.pow((5.0 + tf.cast(lengths, tf.float32)) / 6.0, alpha)
+    return ops.power((5.0 + ops.cast(lengths, "float32")) / 6.0, alpha)
+
+
+def take_per_row(x, indices):
+    """`x[row, indices[row]]` for every row: (B, N, ...) and int32 (B, K)
+    indices give (B, K, ...); `tf.gather(x, indices, batch_dims=1)` written
+    as one gather on the flattened rows, which every backend and TFLite
+    support."""
+    batch_size, num_items = ops.shape(x)[0], ops.shape(x)[1]
+    flat_x = ops.reshape(x, (-1,) + tuple(x.shape[2:]))  # (B * N, ...)
+    row_offsets = ops.arange(batch_size, dtype="int32")[:, None] * num_items  # (B, 1)
+    flat_indices = ops.reshape(indices + row_offsets, (-1,))  # (B * K,)
+    taken = ops.take(flat_x, flat_indices, axis=0)  # (B * K, ...)
+    return ops.reshape(taken, ops.shape(indices) + tuple(x.shape[2:]))
 
 
 def _beam_candidates(log_probs, finished, step_log_probs):
@@ -40,22 +54,22 @@ def _beam_candidates(log_probs, finished, step_log_probs):
     Returns:
         (B, K, V) total log-probabilities, EXCLUDED_LOGIT where not allowed.
     """
-    is_padding = tf.range(tf.shape(step_log_probs)[-1]) == 0  # (V,)
-    extended = tf.where(is_padding, EXCLUDED_LOGIT, log_probs[..., None] + step_log_probs)
-    kept = tf.where(is_padding, log_probs[..., None], EXCLUDED_LOGIT)  # (B, K, V)
-    return tf.where(finished[..., None], kept, extended)
+    is_padding = ops.equal(ops.arange(ops.shape(step_log_probs)[-1]), 0)  # (V,)
+    extended = ops.where(is_padding, EXCLUDED_LOGIT, log_probs[..., None] + step_log_probs)
+    kept = ops.where(is_padding, log_probs[..., None], EXCLUDED_LOGIT)  # (B, K, V)
+    return ops.where(finished[..., None], kept, extended)
 
 
 def beam_loop(
     decoder: CachedSeq2SeqDecoder,
-    encoder_token_ids: tf.Tensor,
+    encoder_token_ids: Tensor,
     *,
     start_token_id: int,
     end_token_id: int | None,
     max_length: int,
     beam_size: int,
     length_penalty: float,
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+) -> tuple[Tensor, Tensor, Tensor]:
     """The beam search as graph code: encoder once, then a fixed-shape loop.
 
     The encoder and the cross-attention keys and values run once per
@@ -83,55 +97,55 @@ def beam_loop(
     >>> tokens.shape, scores.shape
     (TensorShape([1, 4, 10]), TensorShape([1, 4]))
     """
-    batch_size = tf.shape(encoder_token_ids)[0]
+    batch_size = ops.shape(encoder_token_ids)[0]
     vocabulary_size = decoder.vocabulary_size
     cross_attention_caches, encoder_padding_mask = decoder.encode(encoder_token_ids)
     cross_attention_caches = tuple(
-        tf.repeat(cache, beam_size, axis=0) for cache in cross_attention_caches
+        ops.repeat(cache, beam_size, axis=0) for cache in cross_attention_caches
     )  # (B * K, H, S, Dh) each
-    encoder_padding_mask = tf.repeat(encoder_padding_mask, beam_size, axis=0)  # (B * K, S)
+    encoder_padding_mask = ops.repeat(encoder_padding_mask, beam_size, axis=0)  # (B * K, S)
     # Every row starts from one live beam; the others can never be chosen.
-    first_beam = tf.concat([[0.0], tf.fill((beam_size - 1,), EXCLUDED_LOGIT)], axis=0)
-    row_offsets = tf.range(batch_size)[:, None] * beam_size  # (B, 1)
+    first_beam = ops.where(ops.equal(ops.arange(beam_size), 0), 0.0, EXCLUDED_LOGIT)  # (K,)
+    row_offsets = ops.arange(batch_size, dtype="int32")[:, None] * beam_size  # (B, 1)
 
     def keep_going(index, token_ids, log_probs, lengths, finished, tokens, caches):
-        return tf.logical_and(index < max_length, tf.logical_not(tf.reduce_all(finished)))
+        return ops.logical_and(ops.less(index, max_length), ops.logical_not(ops.all(finished)))
 
     def decode_one(index, token_ids, log_probs, lengths, finished, tokens, caches):
         logits, caches = decoder.step(
             token_ids, index, caches, cross_attention_caches, encoder_padding_mask
         )  # (B * K, V)
-        step_log_probs = tf.reshape(
-            tf.nn.log_softmax(logits), (batch_size, beam_size, vocabulary_size)
+        step_log_probs = ops.reshape(
+            ops.log_softmax(logits), (batch_size, beam_size, vocabulary_size)
         )  # (B, K, V)
         candidates = _beam_candidates(log_probs, finished, step_log_probs)  # (B, K, V)
-        candidate_lengths = tf.where(finished, lengths, index + 1)  # (B, K)
+        candidate_lengths = ops.where(finished, lengths, index + 1)  # (B, K)
         scores = candidates / length_penalty_divisor(candidate_lengths, length_penalty)[..., None]
         flat_shape = (batch_size, beam_size * vocabulary_size)
-        _, best = tf.math.top_k(tf.reshape(scores, flat_shape), k=beam_size)  # (B, K)
-        parents = best // vocabulary_size  # (B, K)
-        token_ids = best % vocabulary_size  # (B, K)
+        _, best = ops.top_k(ops.reshape(scores, flat_shape), k=beam_size)  # (B, K)
+        best = ops.cast(best, "int32")
+        parents = ops.floor_divide(best, vocabulary_size)  # (B, K)
+        token_ids = ops.mod(best, vocabulary_size)  # (B, K)
 
-        log_probs = tf.gather(tf.reshape(candidates, flat_shape), best, batch_dims=1)
-        lengths = tf.gather(candidate_lengths, parents, batch_dims=1)
-        finished = tf.logical_or(
-            tf.gather(finished, parents, batch_dims=1), is_end(token_ids, end_token_id)
-        )
-        tokens = write_position(tf.gather(tokens, parents, batch_dims=1), index, token_ids)
-        flat_parents = tf.reshape(parents + row_offsets, (-1,))  # (B * K,)
-        caches = tuple(tf.gather(cache, flat_parents) for cache in caches)
-        return index + 1, tf.reshape(token_ids, (-1,)), log_probs, lengths, finished, tokens, caches
+        log_probs = take_per_row(ops.reshape(candidates, flat_shape), best)  # (B, K)
+        lengths = take_per_row(candidate_lengths, parents)  # (B, K)
+        finished = ops.logical_or(take_per_row(finished, parents), is_end(token_ids, end_token_id))
+        tokens = write_position(take_per_row(tokens, parents), index, token_ids)  # (B, K, L)
+        flat_parents = ops.reshape(parents + row_offsets, (-1,))  # (B * K,)
+        caches = tuple(ops.take(cache, flat_parents, axis=0) for cache in caches)
+        token_ids = ops.reshape(token_ids, (-1,))  # (B * K,)
+        return index + 1, token_ids, log_probs, lengths, finished, tokens, caches
 
-    num_steps, _, log_probs, lengths, _, tokens, _ = tf.while_loop(
+    num_steps, _, log_probs, lengths, _, tokens, _ = ops.while_loop(
         keep_going,
         decode_one,
         (
-            tf.constant(0),
-            tf.fill((batch_size * beam_size,), start_token_id),
-            tf.tile(first_beam[None], (batch_size, 1)),
-            tf.zeros((batch_size, beam_size), tf.int32),
-            tf.zeros((batch_size, beam_size), tf.bool),
-            tf.zeros((batch_size, beam_size, max_length), tf.int32),
+            ops.convert_to_tensor(0, "int32"),
+            ops.full((batch_size * beam_size,), start_token_id, dtype="int32"),
+            ops.tile(first_beam[None], (batch_size, 1)),  # (B, K)
+            ops.zeros((batch_size, beam_size), "int32"),
+            ops.zeros((batch_size, beam_size), "bool"),
+            ops.zeros((batch_size, beam_size, max_length), "int32"),
             decoder.init_self_attention_caches(batch_size * beam_size, max_length),
         ),
     )
@@ -149,7 +163,7 @@ def beam_search(
     beam_size: int = 4,
     length_penalty: float = 0.6,
     return_all_beams: bool = False,
-) -> tuple[tf.Tensor, tf.Tensor]:
+) -> tuple[Tensor, Tensor]:
     """Translates a batch with beam search, as in the paper (section 6.1).
 
     Keeps the `beam_size` best hypotheses per row. A hypothesis Y of length
@@ -162,7 +176,8 @@ def beam_search(
     of every row is finished or after `max_length` steps. `beam_size=1` is
     greedy search. The padding id 0 is never generated. Runs the encoder
     once per row and the steps in one XLA-compiled loop with key/value
-    caches (compiled once per model, settings and input shape).
+    caches (compiled once per model, settings and input shape, as
+    `greedy_search`; under torch the loop runs eagerly).
 
     Args:
         model: a model from `build_seq2seq_transformer` (also reloaded from

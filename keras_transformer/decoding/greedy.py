@@ -4,10 +4,12 @@ Shape letters: B batch, S source length, L max_length, V target vocabulary.
 """
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from keras_transformer.decoding.cached_decoder import CachedSeq2SeqDecoder
 from keras_transformer.decoding.search_utils import (
+    Tensor,
+    argmax,
     check_encoder_token_ids,
     check_settings,
     compiled_search,
@@ -20,14 +22,18 @@ from keras_transformer.decoding.search_utils import (
 
 def token_loop(
     decoder: CachedSeq2SeqDecoder,
-    encoder_token_ids: tf.Tensor,
+    encoder_token_ids: Tensor,
     choose_tokens,
     *,
     start_token_id: int,
     end_token_id: int | None,
     max_length: int,
-) -> tuple[tf.Tensor, tf.Tensor]:
+) -> tuple[Tensor, Tensor]:
     """One token per row per step, as graph code: encoder once, then a fixed-shape loop.
+
+    Written with `keras.ops`: under TensorFlow it traces to a `tf.while_loop`
+    (XLA, TFLite WHILE), under JAX to a `lax.while_loop`; under torch it runs
+    as a Python loop.
 
     Args:
         decoder: the model's `CachedSeq2SeqDecoder`.
@@ -41,30 +47,30 @@ def token_loop(
         token and in the columns never reached, and the int32 number of
         steps run (the loop stops early once every row has ended).
     """
-    batch_size = tf.shape(encoder_token_ids)[0]
+    batch_size = ops.shape(encoder_token_ids)[0]
     cross_attention_caches, encoder_padding_mask = decoder.encode(encoder_token_ids)
 
     def keep_going(index, token_ids, finished, tokens, caches):
-        return tf.logical_and(index < max_length, tf.logical_not(tf.reduce_all(finished)))
+        return ops.logical_and(ops.less(index, max_length), ops.logical_not(ops.all(finished)))
 
     def decode_one(index, token_ids, finished, tokens, caches):
         logits, caches = decoder.step(
             token_ids, index, caches, cross_attention_caches, encoder_padding_mask
         )  # (B, V)
         token_ids = choose_tokens(exclude_padding(logits), index)  # (B,)
-        token_ids = tf.where(finished, 0, token_ids)
+        token_ids = ops.where(finished, 0, token_ids)
         tokens = write_position(tokens, index, token_ids)  # (B, L)
-        finished = tf.logical_or(finished, is_end(token_ids, end_token_id))
+        finished = ops.logical_or(finished, is_end(token_ids, end_token_id))
         return index + 1, token_ids, finished, tokens, caches
 
-    num_steps, _, _, tokens, _ = tf.while_loop(
+    num_steps, _, _, tokens, _ = ops.while_loop(
         keep_going,
         decode_one,
         (
-            tf.constant(0),
-            tf.fill((batch_size,), start_token_id),
-            tf.zeros((batch_size,), tf.bool),
-            tf.zeros((batch_size, max_length), tf.int32),
+            ops.convert_to_tensor(0, "int32"),
+            ops.full((batch_size,), start_token_id, dtype="int32"),
+            ops.zeros((batch_size,), "bool"),
+            ops.zeros((batch_size, max_length), "int32"),
             decoder.init_self_attention_caches(batch_size, max_length),
         ),
     )
@@ -73,12 +79,12 @@ def token_loop(
 
 def greedy_loop(
     decoder: CachedSeq2SeqDecoder,
-    encoder_token_ids: tf.Tensor,
+    encoder_token_ids: Tensor,
     *,
     start_token_id: int,
     end_token_id: int | None,
     max_length: int,
-) -> tuple[tf.Tensor, tf.Tensor]:
+) -> tuple[Tensor, Tensor]:
     """The greedy search as graph code: `token_loop` taking the most likely token.
 
     Args:
@@ -100,7 +106,7 @@ def greedy_loop(
     return token_loop(
         decoder,
         encoder_token_ids,
-        lambda logits, index: tf.argmax(logits, axis=-1, output_type=tf.int32),
+        lambda logits, index: argmax(logits),
         start_token_id=start_token_id,
         end_token_id=end_token_id,
         max_length=max_length,
@@ -114,12 +120,14 @@ def greedy_search(
     start_token_id: int,
     end_token_id: int | None,
     max_length: int,
-) -> tf.Tensor:
+) -> Tensor:
     """Translates a batch by taking the most likely token at every step.
 
     Runs the encoder once, then decodes all rows together, one token per
     step, with a key/value cache per decoder block, in one XLA-compiled
-    loop (compiled once per model, settings and input shape). The padding
+    loop (compiled once per model, settings and input shape: with
+    `tf.function(jit_compile=True)` under TensorFlow, `jax.jit` under JAX;
+    under torch the loop runs eagerly). The padding
     id 0 is never generated. Rows are independent: padding in the source
     batch does not change any row's result.
 

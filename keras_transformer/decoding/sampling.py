@@ -6,12 +6,13 @@ Shape letters: B batch, S source length, L max_length, V target vocabulary.
 import random
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from keras_transformer.decoding.cached_decoder import CachedSeq2SeqDecoder
 from keras_transformer.decoding.greedy import token_loop
 from keras_transformer.decoding.search_utils import (
     EXCLUDED_LOGIT,
+    Tensor,
     check_encoder_token_ids,
     check_settings,
     compiled_search,
@@ -31,22 +32,47 @@ def filter_logits(logits, temperature, top_k, top_p):
     likely token is always kept; `top_k` and `top_p` may be None."""
     logits = logits / temperature
     if top_k is not None:
-        kth_largest = tf.math.top_k(logits, k=top_k).values[:, -1:]  # (B, 1)
-        logits = tf.where(logits < kth_largest, EXCLUDED_LOGIT, logits)
+        kth_largest = ops.top_k(logits, k=top_k)[0][:, -1:]  # (B, 1)
+        logits = ops.where(ops.less(logits, kth_largest), EXCLUDED_LOGIT, logits)
     if top_p is not None:
-        sorted_logits = tf.sort(logits, direction="DESCENDING")  # (B, V)
-        mass_before = tf.cumsum(tf.nn.softmax(sorted_logits), axis=-1, exclusive=True)
-        smallest_kept = tf.reduce_min(
-            tf.where(mass_before < top_p, sorted_logits, -EXCLUDED_LOGIT), axis=-1, keepdims=True
+        sorted_logits = ops.flip(ops.sort(logits, axis=-1), axis=-1)  # (B, V), descending
+        mass = ops.cumsum(ops.softmax(sorted_logits, axis=-1), axis=-1)  # (B, V)
+        mass_before = ops.pad(mass[:, :-1], ((0, 0), (1, 0)))  # (B, V), exclusive
+        smallest_kept = ops.min(
+            ops.where(ops.less(mass_before, top_p), sorted_logits, -EXCLUDED_LOGIT),
+            axis=-1,
+            keepdims=True,
         )  # (B, 1)
-        logits = tf.where(logits < smallest_kept, EXCLUDED_LOGIT, logits)
+        logits = ops.where(ops.less(logits, smallest_kept), EXCLUDED_LOGIT, logits)
     return logits
+
+
+def _categorical(logits: Tensor, seed: Tensor, index: Tensor) -> Tensor:
+    """int32 (B,) token ids drawn from softmax(logits (B, V)) with the
+    stateless seed `(seed, index)`: the same seed and step give the same
+    draw.
+
+    `keras.random` takes a traced seed only under JAX (as a raw key), so
+    TensorFlow calls `tf.random.stateless_categorical`, and torch, which
+    runs eagerly, takes one int seed made of the two numbers.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        token_ids = tf.random.stateless_categorical(logits, 1, seed=tf.stack([seed, index]))
+    elif backend == "jax":
+        step_seed = ops.cast(ops.stack([seed, index]), "uint32")  # (2,), a raw JAX key
+        token_ids = keras.random.categorical(logits, 1, seed=step_seed)
+    else:
+        token_ids = keras.random.categorical(logits, 1, seed=int(seed) * 2**20 + int(index))
+    return ops.cast(token_ids[:, 0], "int32")  # (B,)
 
 
 def sample_loop(
     decoder: CachedSeq2SeqDecoder,
-    encoder_token_ids: tf.Tensor,
-    seed: tf.Tensor,
+    encoder_token_ids: Tensor,
+    seed: Tensor,
     *,
     start_token_id: int,
     end_token_id: int | None,
@@ -54,7 +80,7 @@ def sample_loop(
     temperature: float,
     top_k: int | None,
     top_p: float | None,
-) -> tuple[tf.Tensor, tf.Tensor]:
+) -> tuple[Tensor, Tensor]:
     """The sampling loop as graph code, like `greedy_loop` but drawing each
     token from the filtered distribution with the stateless seed
     `(seed, step)`.
@@ -81,9 +107,7 @@ def sample_loop(
 
     def choose_tokens(logits, index):
         logits = filter_logits(logits, temperature, top_k, top_p)
-        step_seed = tf.stack([seed, index])  # (2,)
-        token_ids = tf.random.stateless_categorical(logits, 1, seed=step_seed)  # (B, 1)
-        return tf.cast(token_ids[:, 0], tf.int32)  # (B,)
+        return _categorical(logits, seed, index)  # (B,)
 
     return token_loop(
         decoder,
@@ -106,7 +130,7 @@ def sample(
     top_k: int | None = None,
     top_p: float | None = None,
     seed: int | None = None,
-) -> tf.Tensor:
+) -> Tensor:
     """Translates a batch by sampling each token from the model.
 
     The next-token distribution is the softmax of the logits divided by
@@ -115,7 +139,8 @@ def sample(
     (nucleus sampling), then renormalized. The padding id 0 is never
     generated. Same model, inputs, settings and `seed` give the same tokens;
     `top_k=1` is greedy search. Runs in one XLA-compiled loop with key/value
-    caches like `greedy_search`.
+    caches like `greedy_search`. The draws depend on the backend: the same
+    seed gives different tokens under TensorFlow, JAX and torch.
 
     Args:
         model: a model from `build_seq2seq_transformer`.
@@ -170,5 +195,5 @@ def sample(
         top_k=top_k,
         top_p=None if top_p is None else float(top_p),
     )
-    tokens, num_steps = search(encoder_token_ids, tf.constant(seed % 2**31, tf.int32))
+    tokens, num_steps = search(encoder_token_ids, ops.convert_to_tensor(seed % 2**31, "int32"))
     return tokens[:, :num_steps]

@@ -1,6 +1,10 @@
 """Argument checks, the per-model compile cache and small tensor helpers
 shared by the searches.
 
+The searches are written with `keras.ops`, so one implementation runs
+under every supported backend; only the compiler differs (see
+`compiled_search`).
+
 Shape letters: B batch, K beams, S source length, L max_length,
 V target vocabulary.
 """
@@ -8,9 +12,11 @@ V target vocabulary.
 import functools
 import numbers
 import weakref
+from typing import Any
 
 import keras
-import tensorflow as tf
+import numpy as np
+from keras import ops
 
 from keras_transformer.decoding.cached_decoder import CachedSeq2SeqDecoder
 from keras_transformer.layers.validation import check_positive_int
@@ -18,6 +24,11 @@ from keras_transformer.layers.validation import check_positive_int
 # Logit of a token that must not be chosen: finite, so that a row where
 # every token is excluded still gives finite softmaxes instead of NaN.
 EXCLUDED_LOGIT = -1e9
+
+# A tensor of the Keras backend: tf.Tensor, jax.Array or torch.Tensor.
+Tensor = Any
+
+SUPPORTED_BACKENDS = ("tensorflow", "jax", "torch")
 
 # model -> (its CachedSeq2SeqDecoder, {(search, settings): compiled search}).
 # The decoder and the compiled searches hold the model's layers, never the
@@ -27,11 +38,13 @@ _CACHE = weakref.WeakKeyDictionary()
 
 def model_decoder(model: keras.Model) -> CachedSeq2SeqDecoder:
     """The `CachedSeq2SeqDecoder` of `model`, built once per model."""
-    if keras.backend.backend() != "tensorflow":
+    backend = keras.backend.backend()
+    if backend not in SUPPORTED_BACKENDS:
         raise ValueError(
-            "Decoding compiles TensorFlow graphs with XLA and needs the "
-            f"TensorFlow backend; the Keras backend is '{keras.backend.backend()}'. "
-            "Set KERAS_BACKEND=tensorflow before importing Keras."
+            "The searches run under the TensorFlow, JAX and torch backends; "
+            f"the Keras backend is '{backend}'. Set KERAS_BACKEND to one of "
+            f"{SUPPORTED_BACKENDS} before importing Keras, or decode step by "
+            "step with `CachedSeq2SeqDecoder`."
         )
     if model not in _CACHE:
         _CACHE[model] = (CachedSeq2SeqDecoder(model), {})
@@ -39,9 +52,12 @@ def model_decoder(model: keras.Model) -> CachedSeq2SeqDecoder:
 
 
 def compiled_search(model: keras.Model, search, **settings):
-    """`search(decoder, *tensors, **settings)` under `tf.function(jit_compile=True)`.
+    """`search(decoder, *tensors, **settings)`, compiled for the backend.
 
-    One compiled function per model and settings; `tf.function` traces it
+    TensorFlow: `tf.function(jit_compile=True)`, the XLA program the export
+    also traces. JAX: `jax.jit`, with the model's variables passed as
+    arguments, so later weight updates are seen. torch: the plain function,
+    run eagerly. One compiled function per model and settings; it is traced
     once per input shape, so repeated calls with the same shapes reuse the
     XLA program.
     """
@@ -53,41 +69,90 @@ def compiled_search(model: keras.Model, search, **settings):
     }
     key = (search, tuple(sorted(settings.items())))
     if key not in searches:
-        searches[key] = tf.function(
-            functools.partial(search, decoder, **settings), jit_compile=True
-        )
+        searches[key] = _compile(functools.partial(search, decoder, **settings), model.variables)
     return searches[key]
+
+
+def _compile(function, variables):
+    """`function` compiled for the Keras backend (see `compiled_search`)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(function, jit_compile=True)
+    if backend == "jax":
+        return _jax_jit(function, variables)
+    return function
+
+
+def _jax_jit(function, variables):
+    """`function` under `jax.jit`, reading `variables` from arguments.
+
+    A variable read inside `jax.jit` would be baked into the program as a
+    constant; mapping the variables to traced arguments with a
+    `StatelessScope` keeps the program valid after training.
+    """
+    import jax
+
+    def stateless(values, *tensors):
+        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            return function(*tensors)
+
+    jitted = jax.jit(stateless)
+
+    def run(*tensors):
+        return jitted([variable.value for variable in variables], *tensors)
+
+    return run
 
 
 def check_encoder_token_ids(
     encoder_token_ids, decoder: CachedSeq2SeqDecoder | None = None
-) -> tf.Tensor:
+) -> Tensor:
     """Converts to an int32 (B, S) tensor, or raises a ValueError.
 
     With `decoder`, also checks the ids against the model: S >= 1, ids in
     [0, source vocabulary size) (when their values are known, outside a
-    `tf.function`), and S within a learned position table. Inside the XLA
-    loop an out-of-range id would read a clamped embedding row silently.
+    `tf.function` or `jax.jit`), and S within a learned position table.
+    Inside the XLA loop an out-of-range id would read a clamped embedding
+    row silently.
     """
-    ids = tf.convert_to_tensor(encoder_token_ids)
-    if ids.shape.rank != 2:
+    ids = ops.convert_to_tensor(encoder_token_ids)
+    if len(ids.shape) != 2:
         raise ValueError(
             "`encoder_token_ids` must have shape (batch, source_length); received "
-            f"shape {tuple(ids.shape)} (rank {ids.shape.rank}). Add a batch "
+            f"shape {tuple(ids.shape)} (rank {len(ids.shape)}). Add a batch "
             "axis for a single sentence: `ids[None]`."
         )
-    if not ids.dtype.is_integer:
+    dtype = keras.backend.standardize_dtype(ids.dtype)
+    if not dtype.startswith(("int", "uint")):
         raise ValueError(
             f"`encoder_token_ids` must hold integer token ids; received dtype "
-            f"{ids.dtype.name}. Cast them to int32 (0 = padding)."
+            f"{dtype}. Cast them to int32 (0 = padding)."
         )
-    ids = tf.cast(ids, tf.int32)
+    ids = ops.cast(ids, "int32")
     if decoder is not None:
         _check_ids_fit_model(ids, decoder)
     return ids
 
 
-def _check_ids_fit_model(ids: tf.Tensor, decoder: CachedSeq2SeqDecoder) -> None:
+def _known_values(ids: Tensor) -> np.ndarray | None:
+    """The values of `ids` as a numpy array, or None while tracing."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if not tf.executing_eagerly():
+            return None
+    if backend == "jax":
+        import jax
+
+        if isinstance(ids, jax.core.Tracer):
+            return None
+    return ops.convert_to_numpy(ids)
+
+
+def _check_ids_fit_model(ids: Tensor, decoder: CachedSeq2SeqDecoder) -> None:
     source_length = ids.shape[1]
     if source_length == 0:
         raise ValueError(
@@ -101,9 +166,10 @@ def _check_ids_fit_model(ids: tf.Tensor, decoder: CachedSeq2SeqDecoder) -> None:
             f"(`max_sequence_length`), so `encoder_token_ids` can be at most {limit} "
             f"wide. Received shape {tuple(ids.shape)}."
         )
-    if tf.executing_eagerly() and tf.size(ids) > 0:
+    values = _known_values(ids)
+    if values is not None and values.size > 0:
         vocabulary_size = decoder.source_vocabulary_size
-        lowest, highest = int(tf.reduce_min(ids)), int(tf.reduce_max(ids))
+        lowest, highest = int(values.min()), int(values.max())
         if lowest < 0 or highest >= vocabulary_size:
             raise ValueError(
                 f"`encoder_token_ids` must be source token ids in [0, {vocabulary_size}) "
@@ -142,8 +208,22 @@ def check_settings(
 
 def exclude_padding(logits):
     """Logits (..., V) with the padding id 0 excluded: it is never generated."""
-    is_padding = tf.range(tf.shape(logits)[-1]) == 0  # (V,)
-    return tf.where(is_padding, EXCLUDED_LOGIT, logits)
+    is_padding = ops.equal(ops.arange(ops.shape(logits)[-1]), 0)  # (V,)
+    return ops.where(is_padding, EXCLUDED_LOGIT, logits)
+
+
+def argmax(logits: Tensor) -> Tensor:
+    """int32 (...) index of the largest of logits (..., V), the first on ties.
+
+    `keras.ops.argmax` under TensorFlow also maps -0.0 to a tiny negative
+    number with a BitwiseAnd, which is not a TFLite builtin, so TensorFlow
+    calls `tf.argmax` directly.
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.argmax(logits, axis=-1, output_type=tf.int32)
+    return ops.cast(ops.argmax(logits, axis=-1), "int32")
 
 
 def write_position(tokens, index, values):
@@ -155,12 +235,12 @@ def write_position(tokens, index, values):
         index: int32 scalar.
         values: int32 (...).
     """
-    at_index = tf.range(tf.shape(tokens)[-1]) == index  # (L,)
-    return tf.where(at_index, values[..., None], tokens)
+    at_index = ops.equal(ops.arange(ops.shape(tokens)[-1]), index)  # (L,)
+    return ops.where(at_index, values[..., None], tokens)
 
 
 def is_end(token_ids, end_token_id):
     """Boolean `token_ids == end_token_id`; all False when it is None."""
     if end_token_id is None:
-        return tf.zeros_like(token_ids, dtype=tf.bool)
-    return tf.equal(token_ids, end_token_id)
+        return ops.zeros_like(token_ids, dtype="bool")
+    return ops.equal(token_ids, end_token_id)
