@@ -48,6 +48,7 @@ from keras_transformer.data.tokenizers import (
     RESERVED_TOKENS,
     START_ID,
     UNK_ID,
+    check_sequence_length,
     check_training_arguments,
 )
 
@@ -140,15 +141,7 @@ def build_sentencepiece_tokenizer(
             f"file with `load_sentencepiece_model`. Received: {type(proto).__name__}"
         )
     check_sentencepiece_model(proto, "`proto`")
-    if sequence_length is not None and (
-        isinstance(sequence_length, bool)
-        or not isinstance(sequence_length, int)
-        or sequence_length < 1
-    ):
-        raise ValueError(
-            "`sequence_length` must be None (ragged output) or a positive integer. "
-            f"Received: sequence_length={sequence_length!r}"
-        )
+    check_sequence_length(sequence_length)
     return keras_hub.tokenizers.SentencePieceTokenizer(
         proto=proto, sequence_length=sequence_length, dtype="int32"
     )

@@ -148,15 +148,7 @@ def build_tokenizer(
         )
     _check_reserved_tokens(vocabulary, "`vocabulary`")
     _check_unique(vocabulary, "`vocabulary`")
-    if sequence_length is not None and (
-        isinstance(sequence_length, bool)
-        or not isinstance(sequence_length, int)
-        or sequence_length < 1
-    ):
-        raise ValueError(
-            "`sequence_length` must be None (ragged output) or a positive integer. "
-            f"Received: sequence_length={sequence_length!r}"
-        )
+    check_sequence_length(sequence_length)
     return keras_hub.tokenizers.WordPieceTokenizer(
         vocabulary=vocabulary,
         sequence_length=sequence_length,
@@ -166,6 +158,19 @@ def build_tokenizer(
         oov_token=RESERVED_TOKENS[UNK_ID],
         dtype="int32",
     )
+
+
+def check_sequence_length(sequence_length) -> None:
+    """Raises a ValueError unless `sequence_length` is None or a positive int."""
+    if sequence_length is not None and (
+        isinstance(sequence_length, bool)
+        or not isinstance(sequence_length, int)
+        or sequence_length < 1
+    ):
+        raise ValueError(
+            "`sequence_length` must be None (ragged output) or a positive integer. "
+            f"Received: sequence_length={sequence_length!r}"
+        )
 
 
 def detokenize_to_strings(
