@@ -11,6 +11,7 @@ from decoding_reference import (
 )
 
 from keras_transformer.decoding import greedy_search
+from keras_transformer.decoding.search_utils import argmax
 
 CONFIGS = [
     {"tie_embeddings": True, "normalize_first": False, "position_encoding": "sinusoidal"},
@@ -114,3 +115,23 @@ def test_bad_arguments_raise_a_clear_value_error(source, settings, message):
     arguments = {"start_token_id": START, "end_token_id": END, "max_length": 5, **settings}
     with pytest.raises(ValueError, match=message):
         greedy_search(model, source, **arguments)
+
+
+def test_argmax_takes_the_first_largest_logit():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(5, 3, 50)).astype("float32")
+    logits[0, 0, [7, 20, 41]] = 9.0  # ties: the first wins, as np.argmax
+    logits[1, 2, :] = 0.0
+    logits[1, 2, 3] = -0.0
+    chosen = keras.ops.convert_to_numpy(argmax(logits))
+    assert chosen.dtype == np.int32
+    np.testing.assert_array_equal(chosen, np.argmax(logits, axis=-1))
+    assert chosen[0, 0] == 7
+
+
+def test_argmax_of_a_nan_row_is_a_valid_id():
+    logits = np.full((2, 6), np.nan, "float32")
+    logits[1] = [0.0, 1.0, 5.0, 2.0, 5.0, -1.0]
+    chosen = keras.ops.convert_to_numpy(argmax(logits))
+    assert 0 <= chosen[0] < 6
+    assert chosen[1] == 2
