@@ -1,5 +1,6 @@
 import keras
 
+from keras_transformer.layers.initializers import clone_initializer
 from keras_transformer.layers.validation import check_positive_int, check_rate
 
 
@@ -51,16 +52,23 @@ class FeedForward(keras.layers.Layer):
         self.supports_masking = True
 
     def build(self, inputs_shape):
-        common = {
-            "kernel_initializer": self.kernel_initializer,
-            "bias_initializer": self.bias_initializer,
-            "dtype": self.dtype_policy,
-        }
+        def initializers():
+            return {
+                "kernel_initializer": clone_initializer(self.kernel_initializer),
+                "bias_initializer": clone_initializer(self.bias_initializer),
+            }
+
         self.intermediate_dense = keras.layers.Dense(
-            self.intermediate_dim, activation=self.activation, name="intermediate", **common
+            self.intermediate_dim,
+            activation=self.activation,
+            dtype=self.dtype_policy,
+            name="intermediate",
+            **initializers(),
         )
         self.intermediate_dense.build(inputs_shape)
-        self.output_dense = keras.layers.Dense(inputs_shape[-1], name="output", **common)
+        self.output_dense = keras.layers.Dense(
+            inputs_shape[-1], dtype=self.dtype_policy, name="output", **initializers()
+        )
         self.output_dense.build(tuple(inputs_shape[:-1]) + (self.intermediate_dim,))
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
 

@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_transformer.layers.initializers import clone_initializer
 from keras_transformer.layers.masks import (
     cache_padding_mask,
     causal_mask,
@@ -188,8 +189,8 @@ class MultiHeadAttention(keras.layers.Layer):
         return keras.layers.Dense(
             units,
             use_bias=self.use_bias,
-            kernel_initializer=self.kernel_initializer,
-            bias_initializer=self.bias_initializer,
+            kernel_initializer=clone_initializer(self.kernel_initializer),
+            bias_initializer=clone_initializer(self.bias_initializer),
             dtype=self.dtype_policy,
             name=name,
         )

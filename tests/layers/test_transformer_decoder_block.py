@@ -298,3 +298,31 @@ def test_decoder_stacks_every_blocks_cross_attention_scores(decoder_sequence, rn
             x, encoder_sequence, encoder_padding_mask=encoder_mask
         )
         np.testing.assert_allclose(to_numpy(weights[:, index]), to_numpy(block_weights))
+
+
+@pytest.mark.parametrize("kernel_initializer", ["glorot_uniform", keras.initializers.HeNormal()])
+def test_every_kernel_starts_with_its_own_values(kernel_initializer):
+    # One unseeded Keras initializer repeats its values at every call; each
+    # weight must get its own copy, or all attention kernels start equal.
+    block = TransformerDecoderBlock(
+        num_heads=2, intermediate_dim=D, dropout=0.0, kernel_initializer=kernel_initializer
+    )
+    block.build((None, None, D), (None, None, D))
+    kernels = [
+        dense.kernel
+        for attention in (block.self_attention, block.cross_attention)
+        for dense in (attention.query_dense, attention.key_dense, attention.value_dense,
+                      attention.output_dense)
+    ] + [block.feed_forward.intermediate_dense.kernel, block.feed_forward.output_dense.kernel]
+    flat = [np.sort(np.abs(keras.ops.convert_to_numpy(kernel)).ravel()) for kernel in kernels]
+    for i in range(len(flat)):
+        for j in range(i + 1, len(flat)):
+            assert not np.allclose(flat[i], flat[j]), (kernels[i].path, kernels[j].path)
+
+
+def test_a_seeded_initializer_still_repeats():
+    def build():
+        block = make_block(kernel_initializer=keras.initializers.GlorotUniform(seed=5))
+        return keras.ops.convert_to_numpy(block.self_attention.query_dense.kernel)
+
+    np.testing.assert_array_equal(build(), build())
