@@ -266,6 +266,7 @@ def export_saved_model(
         # A SentencePiece tokenizer's model is a TensorFlow resource the text
         # graph captures, so it must be tracked to be saved.
         module.tokenizers = [source_tokenizer, target_tokenizer]
+        _name_sentence_piece_resources(source_tokenizer, target_tokenizer)
         module.translate_text = tf.function(
             translator.translate_text,
             input_signature=[tf.TensorSpec((None,), tf.string, name=TEXT_INPUT)],
@@ -274,3 +275,18 @@ def export_saved_model(
     with atomic_directory(output_dir, overwrite=overwrite) as temporary:
         tf.saved_model.save(module, temporary, signatures=signatures)
     return os.path.abspath(os.fspath(output_dir))
+
+
+def _name_sentence_piece_resources(source_tokenizer, target_tokenizer) -> None:
+    """Gives each SentencePiece model resource its own graph name.
+
+    tensorflow-text creates the model as a kernel-owned resource that a
+    reloaded SavedModel shares by op name, and every tokenizer names that op
+    alike. With two SentencePiece models in one SavedModel, the reloaded
+    graph then ran both tokenizers with one of them, and the target ids were
+    detokenized with the source language's pieces (tensorflow/text#1304).
+    """
+    for side, tokenizer in (("source", source_tokenizer), ("target", target_tokenizer)):
+        sentence_piece = getattr(tokenizer, "_sentence_piece", None)
+        if sentence_piece is not None:
+            sentence_piece._model_resource._name = f"{side}_sentencepiece_model"
