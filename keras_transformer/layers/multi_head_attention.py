@@ -1,7 +1,10 @@
 import keras
 from keras import ops
 
-from keras_transformer.layers.initializers import clone_initializer
+from keras_transformer.layers.initializers import (
+    PerHeadKernelInitializer,
+    clone_initializer,
+)
 from keras_transformer.layers.masks import (
     cache_padding_mask,
     causal_mask,
@@ -126,7 +129,10 @@ class MultiHeadAttention(keras.layers.Layer):
         dropout: dropout rate on the attention weights.
         use_bias: whether the projections have biases.
         output_dim: size of the output; defaults to the query's last dim.
-        kernel_initializer, bias_initializer: for all projections.
+        kernel_initializer, bias_initializer: for all projections; each
+            kernel is drawn with its per-head shape (D, H, Dh) or
+            (H, Dv, D), as Keras's own attention layer long did (see
+            `PerHeadKernelInitializer`).
 
     Call arguments:
         query: (B, T, Dq).
@@ -185,11 +191,11 @@ class MultiHeadAttention(keras.layers.Layer):
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.supports_masking = True
 
-    def _dense(self, units, name):
+    def _dense(self, units, name, head_shape):
         return keras.layers.Dense(
             units,
             use_bias=self.use_bias,
-            kernel_initializer=clone_initializer(self.kernel_initializer),
+            kernel_initializer=PerHeadKernelInitializer(self.kernel_initializer, head_shape),
             bias_initializer=clone_initializer(self.bias_initializer),
             dtype=self.dtype_policy,
             name=name,
@@ -203,13 +209,22 @@ class MultiHeadAttention(keras.layers.Layer):
         check_rank(name, "value", value_shape, 3)
         check_rank(name, "key", key_shape, 3)
         output_dim = self.output_dim or query_shape[-1]
-        self.query_dense = self._dense(self.num_heads * self.key_dim, "query")
+        heads = self.num_heads
+        self.query_dense = self._dense(
+            heads * self.key_dim, "query", (query_shape[-1], heads, self.key_dim)
+        )
         self.query_dense.build(query_shape)
-        self.key_dense = self._dense(self.num_heads * self.key_dim, "key")
+        self.key_dense = self._dense(
+            heads * self.key_dim, "key", (key_shape[-1], heads, self.key_dim)
+        )
         self.key_dense.build(key_shape)
-        self.value_dense = self._dense(self.num_heads * self.value_dim, "value")
+        self.value_dense = self._dense(
+            heads * self.value_dim, "value", (value_shape[-1], heads, self.value_dim)
+        )
         self.value_dense.build(value_shape)
-        self.output_dense = self._dense(output_dim, "attention_output")
+        self.output_dense = self._dense(
+            output_dim, "attention_output", (heads, self.value_dim, output_dim)
+        )
         self.output_dense.build(tuple(query_shape[:-1]) + (self.num_heads * self.value_dim,))
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
 

@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 from keras_transformer.layers import MultiHeadAttention, scaled_dot_product_attention
+from keras_transformer.layers.initializers import PerHeadKernelInitializer
 from keras_transformer.layers.masks import set_keras_mask
 
 B, T, S, H, DH = 2, 5, 7, 2, 4
@@ -376,3 +377,41 @@ def test_trains_and_keras_file_round_trip(inputs, save_and_load):
     restored = save_and_load(model)
     for got, want in zip(restored(data), model(data)):
         np.testing.assert_array_equal(to_numpy(got), to_numpy(want))
+
+
+def test_kernels_are_drawn_with_fans_over_the_per_head_shape():
+    keras.utils.set_random_seed(3)
+    layer = MultiHeadAttention(num_heads=4, key_dim=32)
+    layer.build((1, 3, 128), (1, 3, 128))
+    # glorot uniform on (D, H, Dh): fans H * D and Dh * D; on (H, Dh, D): Dh * H and D * H.
+    qkv_limit = np.sqrt(6 / (4 * 128 + 32 * 128))
+    output_limit = np.sqrt(6 / (32 * 4 + 128 * 4))
+    for dense, limit in (
+        (layer.query_dense, qkv_limit),
+        (layer.key_dense, qkv_limit),
+        (layer.value_dense, qkv_limit),
+        (layer.output_dense, output_limit),
+    ):
+        kernel = to_numpy(dense.kernel)
+        assert kernel.shape == (128, 128)
+        assert 0.95 * limit < np.abs(kernel).max() <= limit
+        # uniform(-limit, limit) has standard deviation limit / sqrt(3).
+        np.testing.assert_allclose(kernel.std(), limit / np.sqrt(3), rtol=0.02)
+
+
+def test_fan_free_initializers_draw_the_same_distribution():
+    keras.utils.set_random_seed(3)
+    layer = MultiHeadAttention(num_heads=4, key_dim=8, kernel_initializer="random_normal")
+    layer.build((1, 3, 32), (1, 3, 32))
+    kernel = to_numpy(layer.query_dense.kernel)
+    np.testing.assert_allclose(kernel.std(), 0.05, rtol=0.1)  # random_normal: stddev 0.05
+
+
+def test_per_head_kernel_initializer_round_trips_and_checks_the_shape():
+    initializer = PerHeadKernelInitializer("glorot_uniform", (8, 2, 4))
+    restored = keras.initializers.deserialize(keras.initializers.serialize(initializer))
+    assert isinstance(restored, PerHeadKernelInitializer)
+    assert restored.head_shape == (8, 2, 4)
+    assert tuple(restored((8, 8)).shape) == (8, 8)
+    with pytest.raises(ValueError, match=r"shape \(8, 2, 4\); received a kernel of shape \(8, 9\)"):
+        initializer((8, 9))
