@@ -52,22 +52,21 @@ class FeedForward(keras.layers.Layer):
         self.supports_masking = True
 
     def build(self, inputs_shape):
-        def initializers():
-            return {
-                "kernel_initializer": clone_initializer(self.kernel_initializer),
-                "bias_initializer": clone_initializer(self.bias_initializer),
-            }
-
         self.intermediate_dense = keras.layers.Dense(
             self.intermediate_dim,
             activation=self.activation,
+            kernel_initializer=clone_initializer(self.kernel_initializer),
+            bias_initializer=clone_initializer(self.bias_initializer),
             dtype=self.dtype_policy,
             name="intermediate",
-            **initializers(),
         )
         self.intermediate_dense.build(inputs_shape)
         self.output_dense = keras.layers.Dense(
-            inputs_shape[-1], dtype=self.dtype_policy, name="output", **initializers()
+            inputs_shape[-1],
+            kernel_initializer=clone_initializer(self.kernel_initializer),
+            bias_initializer=clone_initializer(self.bias_initializer),
+            dtype=self.dtype_policy,
+            name="output",
         )
         self.output_dense.build(tuple(inputs_shape[:-1]) + (self.intermediate_dim,))
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
