@@ -40,24 +40,35 @@ def take_per_row(x, indices):
     return ops.reshape(taken, ops.shape(indices) + tuple(x.shape[2:]))
 
 
-def _beam_candidates(log_probs, finished, step_log_probs):
-    """Total log-probabilities of every (beam, next token) candidate.
+def _beam_candidates(log_probs, finished, logits, beam_size):
+    """The K best (beam, next token) candidates of every beam.
 
-    An unfinished beam extends with any token but padding; a finished beam
-    has one candidate, itself, written as the padding token 0 at no cost.
+    An unfinished beam extends with its K most likely tokens (never
+    padding); a finished beam has one candidate, itself, written as the
+    padding token 0 at no cost, and K - 1 excluded ones.
 
     Args:
         log_probs: (B, K) total log-probabilities of the beams.
         finished: boolean (B, K).
-        step_log_probs: (B, K, V) log-probabilities of the next token.
+        logits: float32 (B * K, V) next-token logits of the beams.
+        beam_size: K.
 
     Returns:
-        (B, K, V) total log-probabilities, EXCLUDED_LOGIT where not allowed.
+        `(candidates, token_ids)`: (B, K, K) total log-probabilities,
+        EXCLUDED_LOGIT where not allowed, and their int32 (B, K, K) tokens.
     """
-    is_padding = ops.equal(ops.arange(ops.shape(step_log_probs)[-1]), 0)  # (V,)
-    extended = ops.where(is_padding, EXCLUDED_LOGIT, log_probs[..., None] + step_log_probs)
-    kept = ops.where(is_padding, log_probs[..., None], EXCLUDED_LOGIT)  # (B, K, V)
-    return ops.where(finished[..., None], kept, extended)
+    batch_size = ops.shape(log_probs)[0]
+    is_padding = ops.equal(ops.arange(ops.shape(logits)[-1]), 0)  # (V,)
+    best_logits, token_ids = ops.top_k(ops.where(is_padding, EXCLUDED_LOGIT, logits), k=beam_size)
+    step_log_probs = best_logits - ops.logsumexp(logits, axis=-1, keepdims=True)  # (B * K, K)
+    shape = (batch_size, beam_size, beam_size)
+    step_log_probs = ops.reshape(step_log_probs, shape)
+    token_ids = ops.reshape(ops.cast(token_ids, "int32"), shape)
+    is_first = ops.equal(ops.arange(beam_size), 0)  # (K,)
+    kept = ops.where(is_first, log_probs[..., None], EXCLUDED_LOGIT)  # (B, K, K)
+    candidates = ops.where(finished[..., None], kept, log_probs[..., None] + step_log_probs)
+    token_ids = ops.where(finished[..., None], 0, token_ids)
+    return candidates, token_ids
 
 
 def beam_loop(
@@ -73,10 +84,15 @@ def beam_loop(
     """The beam search as graph code: encoder once, then a fixed-shape loop.
 
     The encoder and the cross-attention keys and values run once per
-    source row and are repeated for its K beams. Each step scores the K * V
+    source row, and its K beams share them (the decoder blocks group the
+    beams' cross-attention queries per source). Each step scores the
     candidates of a row by `log_prob / length_penalty_divisor(length)`,
     keeps the best K (finished beams compete with their fixed score), and
-    reorders the beams' tokens and self-attention caches.
+    reorders the beams' tokens; the self-attention caches stay in place
+    (see `CachedSeq2SeqDecoder.beam_step`). Only the K best
+    tokens of each beam can be among the row's K best candidates, since
+    one beam's candidates share its length penalty, so each step ranks
+    K * K candidates rather than K * V.
 
     Args:
         decoder: the model's `CachedSeq2SeqDecoder`.
@@ -98,55 +114,49 @@ def beam_loop(
     (TensorShape([1, 4, 10]), TensorShape([1, 4]))
     """
     batch_size = ops.shape(encoder_token_ids)[0]
-    vocabulary_size = decoder.vocabulary_size
+    # (B, H, S, Dh) each and (B, S): the K beams of a row share them.
     cross_attention_caches, encoder_padding_mask = decoder.encode(encoder_token_ids)
-    cross_attention_caches = tuple(
-        ops.repeat(cache, beam_size, axis=0) for cache in cross_attention_caches
-    )  # (B * K, H, S, Dh) each
-    encoder_padding_mask = ops.repeat(encoder_padding_mask, beam_size, axis=0)  # (B * K, S)
     # Every row starts from one live beam; the others can never be chosen.
     first_beam = ops.where(ops.equal(ops.arange(beam_size), 0), 0.0, EXCLUDED_LOGIT)  # (K,)
-    row_offsets = ops.arange(batch_size, dtype="int32")[:, None] * beam_size  # (B, 1)
 
-    def keep_going(index, token_ids, log_probs, lengths, finished, tokens, caches):
+    def keep_going(index, token_ids, log_probs, lengths, finished, tokens, history, caches):
         return ops.logical_and(ops.less(index, max_length), ops.logical_not(ops.all(finished)))
 
-    def decode_one(index, token_ids, log_probs, lengths, finished, tokens, caches):
-        logits, caches = decoder.step(
-            token_ids, index, caches, cross_attention_caches, encoder_padding_mask
+    def decode_one(index, token_ids, log_probs, lengths, finished, tokens, history, caches):
+        logits, caches = decoder.beam_step(
+            token_ids, index, history, caches, cross_attention_caches, encoder_padding_mask
         )  # (B * K, V)
-        step_log_probs = ops.reshape(
-            ops.log_softmax(logits), (batch_size, beam_size, vocabulary_size)
-        )  # (B, K, V)
-        candidates = _beam_candidates(log_probs, finished, step_log_probs)  # (B, K, V)
+        candidates, candidate_ids = _beam_candidates(
+            log_probs, finished, logits, beam_size
+        )  # (B, K, K) each
         candidate_lengths = ops.where(finished, lengths, index + 1)  # (B, K)
         scores = candidates / length_penalty_divisor(candidate_lengths, length_penalty)[..., None]
-        flat_shape = (batch_size, beam_size * vocabulary_size)
+        flat_shape = (batch_size, beam_size * beam_size)
         _, best = ops.top_k(ops.reshape(scores, flat_shape), k=beam_size)  # (B, K)
         best = ops.cast(best, "int32")
-        parents = ops.floor_divide(best, vocabulary_size)  # (B, K)
-        token_ids = ops.mod(best, vocabulary_size)  # (B, K)
+        parents = ops.floor_divide(best, beam_size)  # (B, K)
+        token_ids = take_per_row(ops.reshape(candidate_ids, flat_shape), best)  # (B, K)
 
         log_probs = take_per_row(ops.reshape(candidates, flat_shape), best)  # (B, K)
         lengths = take_per_row(candidate_lengths, parents)  # (B, K)
         finished = ops.logical_or(take_per_row(finished, parents), is_end(token_ids, end_token_id))
         tokens = write_position(take_per_row(tokens, parents), index, token_ids)  # (B, K, L)
-        flat_parents = ops.reshape(parents + row_offsets, (-1,))  # (B * K,)
-        caches = tuple(ops.take(cache, flat_parents, axis=0) for cache in caches)
-        token_ids = ops.reshape(token_ids, (-1,))  # (B * K,)
-        return index + 1, token_ids, log_probs, lengths, finished, tokens, caches
+        # A new beam's prefix is its parent's, whose step-`index` entry is in slot `parent`.
+        history = write_position(take_per_row(history, parents), index, parents)  # (B, K, L)
+        return index + 1, token_ids, log_probs, lengths, finished, tokens, history, caches
 
-    num_steps, _, log_probs, lengths, _, tokens, _ = ops.while_loop(
+    num_steps, _, log_probs, lengths, _, tokens, _, _ = ops.while_loop(
         keep_going,
         decode_one,
         (
             ops.convert_to_tensor(0, "int32"),
-            ops.full((batch_size * beam_size,), start_token_id, dtype="int32"),
+            ops.full((batch_size, beam_size), start_token_id, dtype="int32"),
             ops.tile(first_beam[None], (batch_size, 1)),  # (B, K)
             ops.zeros((batch_size, beam_size), "int32"),
             ops.zeros((batch_size, beam_size), "bool"),
-            ops.zeros((batch_size, beam_size, max_length), "int32"),
-            decoder.init_self_attention_caches(batch_size * beam_size, max_length),
+            ops.zeros((batch_size, beam_size, max_length), "int32"),  # tokens
+            ops.zeros((batch_size, beam_size, max_length), "int32"),  # history
+            decoder.init_self_attention_caches(batch_size, max_length * beam_size),
         ),
     )
     scores = log_probs / length_penalty_divisor(lengths, length_penalty)  # (B, K)

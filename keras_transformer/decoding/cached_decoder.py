@@ -169,14 +169,79 @@ class CachedSeq2SeqDecoder:
                 cross_attention_cache=cross_cache,
             )  # (B, 1, D), 2 x (B, H, L, Dh)
             updated_caches.extend(self_cache)
+        return self._logits(x[:, 0]), tuple(updated_caches)
+
+    def beam_step(
+        self,
+        token_ids,
+        index,
+        history,
+        self_attention_caches,
+        cross_attention_caches,
+        encoder_padding_mask,
+    ):
+        """Next-token logits for the K beams of every source row.
+
+        The K beams of a row run as one group of K queries, so they share
+        the row's cross-attention cache, and their self-attention caches
+        are never reordered: beam slot k writes its step-t keys and values
+        at cache position `t * K + k`, and `history` says which slot's
+        entry each beam attends to at every earlier step.
+
+        Args:
+            token_ids: int32 (B, K), the beams' tokens at position `index`.
+            index: int32 scalar, the step (0 for the start token).
+            history: int32 (B, K, L): `history[b, k, t]` is the slot whose
+                step-t entry is in beam k's prefix, for `t < index`.
+            self_attention_caches: flat tuple of (B, H, L * K, Dh) from
+                `init_self_attention_caches(B, L * K)`, steps `< index`
+                filled.
+            cross_attention_caches, encoder_padding_mask: from `encode`,
+                one per source row (B, not B * K).
+
+        Returns:
+            `(logits, self_attention_caches)`: float32 (B * K, V) logits of
+            the beams' next tokens, and the caches with step `index` written.
+        """
+        batch_size, beam_size = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
+        max_length = ops.shape(history)[-1]
+        x = self.decoder_embedding(ops.reshape(token_ids, (-1, 1)), start_index=index)
+        x = ops.reshape(x, (batch_size, beam_size, -1))  # (B, K, D)
+        steps, slots = ops.arange(max_length), ops.arange(beam_size)  # (L,), (K,)
+        earlier = ops.logical_and(
+            ops.less(steps, index)[:, None], ops.equal(history[..., None], slots)
+        )  # (B, K, L, K)
+        own = ops.logical_and(
+            ops.equal(steps, index)[:, None], ops.equal(slots[:, None, None], slots)
+        )  # (K, L, K)
+        mask = ops.reshape(
+            ops.logical_or(earlier, own), (batch_size, beam_size, max_length * beam_size)
+        )  # (B, K, L * K): query k, cache position t * K + j
+        updated_caches = []
+        for block, self_cache, cross_cache in zip(
+            self.blocks, _pairs(self_attention_caches), _pairs(cross_attention_caches)
+        ):
+            x, self_cache = block(
+                x,
+                encoder_padding_mask=encoder_padding_mask,
+                self_attention_cache=self_cache,
+                self_attention_cache_update_index=index * beam_size,
+                cross_attention_cache=cross_cache,
+                self_attention_mask=mask,
+            )  # (B, K, D), 2 x (B, H, L * K, Dh)
+            updated_caches.extend(self_cache)
+        return self._logits(ops.reshape(x, (batch_size * beam_size, -1))), tuple(updated_caches)
+
+    def _logits(self, x):
+        """Float32 (N, V) logits of (N, D) decoder outputs."""
         if self.final_norm is not None:
             x = self.final_norm(x)
         if self.logits_layer is not None:
-            return ops.cast(self.logits_layer(x)[:, 0], "float32"), tuple(updated_caches)
+            return ops.cast(self.logits_layer(x), "float32")
         # The tied projection `decoder_embedding(x, reverse=True)`, written as
-        # (V, D) @ (D, B): a plain matrix product on the stored table. XLA on
+        # (V, D) @ (D, N): a plain matrix product on the stored table. XLA on
         # CPU fuses the transposed table of `x @ table^T` into an unvectorized
-        # elementwise loop when B = 1, which made it the slowest op of a step.
+        # elementwise loop when N = 1, which made it the slowest op of a step.
         table = ops.cast(self.decoder_embedding.embeddings, x.dtype)  # (V, D)
-        logits = ops.transpose(ops.matmul(table, ops.transpose(x[:, 0])))  # (B, V)
-        return ops.cast(logits, "float32"), tuple(updated_caches)
+        logits = ops.transpose(ops.matmul(table, ops.transpose(x)))  # (N, V)
+        return ops.cast(logits, "float32")

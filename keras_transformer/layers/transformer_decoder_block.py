@@ -36,6 +36,10 @@ class TransformerDecoderBlock(TransformerBlockBase):
             `encoder_sequence`.
         self_attention_cache, self_attention_cache_update_index,
         cross_attention_cache: see above.
+        self_attention_mask: optional boolean (B, T, T), or (B, T, L) over
+            the self-attention cache; True where a query may attend. It
+            narrows the causal mask, which always applies (beam search uses
+            it to keep each beam to its own history).
         training: enables dropout.
 
     Returns:
@@ -86,6 +90,7 @@ class TransformerDecoderBlock(TransformerBlockBase):
         self_attention_cache=None,
         self_attention_cache_update_index=None,
         cross_attention_cache=None,
+        self_attention_mask=None,
         training=None,
     ):
         if encoder_sequence is None and cross_attention_cache is None:
@@ -101,13 +106,19 @@ class TransformerDecoderBlock(TransformerBlockBase):
         y = self._normalize_first(x, self.self_attention_norm)
         if self_attention_cache is None:
             y = self.self_attention(
-                y, y, value_mask=decoder_padding_mask, use_causal_mask=True, training=training
+                y,
+                y,
+                value_mask=decoder_padding_mask,
+                attention_mask=self_attention_mask,
+                use_causal_mask=True,
+                training=training,
             )
         else:
             y, self_attention_cache = self.self_attention(
                 y,
                 y,
                 value_mask=decoder_padding_mask,
+                attention_mask=self_attention_mask,
                 training=training,
                 cache=self_attention_cache,
                 cache_update_index=self_attention_cache_update_index,

@@ -97,6 +97,46 @@ def test_masked_encoder_outputs_are_not_attended(decoder_sequence, encoder_seque
     assert not np.allclose(to_numpy(block(decoder_sequence, changed))[1], before[1], atol=1e-3)
 
 
+def test_self_attention_mask_narrows_the_causal_mask(decoder_sequence, encoder_sequence):
+    block = make_block()
+    everything = np.ones((B, T, T), bool)
+    np.testing.assert_allclose(
+        to_numpy(block(decoder_sequence, encoder_sequence, self_attention_mask=everything)),
+        to_numpy(block(decoder_sequence, encoder_sequence)), atol=1e-6,
+    )
+    # Each query sees only itself: every position decodes as a sequence of one.
+    only_itself = np.broadcast_to(np.eye(T, dtype=bool), (B, T, T))
+    outputs = to_numpy(block(decoder_sequence, encoder_sequence, self_attention_mask=only_itself))
+    for position in range(T):
+        alone = block(decoder_sequence[:, position : position + 1], encoder_sequence)
+        np.testing.assert_allclose(outputs[:, position], to_numpy(alone)[:, 0], atol=1e-5)
+
+
+def test_self_attention_mask_over_the_cache(decoder_sequence, encoder_sequence):
+    """With a cache the mask spans the cache: hiding a cached position
+    equals decoding without that position."""
+    block = make_block()
+    cross_attention_cache = block.compute_cross_attention_cache(encoder_sequence)
+    cache = block.init_self_attention_cache(B, T)
+    for index in range(T - 1):
+        _, cache = block(decoder_sequence[:, index : index + 1], self_attention_cache=cache,
+                         self_attention_cache_update_index=index,
+                         cross_attention_cache=cross_attention_cache)
+    hide_first = np.ones((B, 1, T), bool)
+    hide_first[:, :, 0] = False
+    last, _ = block(decoder_sequence[:, T - 1 :], self_attention_cache=cache,
+                    self_attention_cache_update_index=T - 1,
+                    cross_attention_cache=cross_attention_cache, self_attention_mask=hide_first)
+    expected = block(decoder_sequence[:, 1:], encoder_sequence)[:, -1]
+    np.testing.assert_allclose(to_numpy(last)[:, 0], to_numpy(expected), atol=1e-5)
+
+
+def test_rejects_a_self_attention_mask_of_the_wrong_shape(decoder_sequence, encoder_sequence):
+    with pytest.raises(ValueError, match="attention_mask"):
+        make_block()(decoder_sequence, encoder_sequence,
+                     self_attention_mask=np.ones((B, T, T + 1), bool))
+
+
 def test_reads_keras_masks_when_no_padding_masks_are_passed(decoder_sequence, encoder_sequence):
     block = make_block()
     decoder_mask, encoder_mask = padding(DECODER_LENGTHS, T), padding(ENCODER_LENGTHS, S)
