@@ -208,9 +208,7 @@ def main() -> None:
         else:
             raise SystemExit(f"--models: unknown model {name!r}; expected ours or keras_hub")
         model.compile(
-            optimizer=kt.training.transformer_adam(
-                config.hidden_dim, config.warmup_steps, config.learning_rate_scale
-            ),
+            optimizer=kt.training.transformer_adam(**config.optimizer_kwargs()),
             loss=kt.training.MaskedSparseCategoricalCrossentropy(config.label_smoothing),
             metrics=[kt.training.MaskedAccuracy()],
             # As the trainer: no XLA, which would compile again for every

@@ -246,9 +246,7 @@ def train(
         config.source_vocabulary_size, config.target_vocabulary_size, **config.model_kwargs()
     )
     model.compile(
-        optimizer=transformer_adam(
-            config.hidden_dim, config.warmup_steps, scale=config.learning_rate_scale
-        ),
+        optimizer=transformer_adam(**config.optimizer_kwargs()),
         loss=MaskedSparseCategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=[MaskedAccuracy()],
         # Bucketed batches come in many (S, T) shapes and XLA compiles the

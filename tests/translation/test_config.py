@@ -75,3 +75,22 @@ def test_tokenizer_field_defaults_to_wordpiece_for_old_config_files():
     with pytest.raises(ValueError, match=r"`tokenizer` must be one of \['sentencepiece', "
                        r"'wordpiece'\]\. Received: tokenizer='bpe'"):
         TranslationConfig.from_dict(values)
+
+
+def test_optimizer_kwargs_build_the_recipe_optimizer():
+    from keras_transformer.training import transformer_adam
+
+    averaged = transformer_adam(**RECIPES["small"].optimizer_kwargs())
+    assert averaged.use_ema and averaged.ema_momentum == RECIPES["small"].ema_momentum
+    without = dataclasses.replace(RECIPES["small"], ema_momentum=0.0)
+    plain = transformer_adam(**without.optimizer_kwargs())
+    assert not plain.use_ema
+    schedule = plain.get_config()["learning_rate"]["config"]
+    assert schedule["warmup_steps"] == RECIPES["small"].warmup_steps
+    assert schedule["hidden_dim"] == RECIPES["small"].hidden_dim
+
+
+@pytest.mark.parametrize("momentum", [1.0, -0.1, "0.9", True])
+def test_rejects_a_bad_ema_momentum(momentum):
+    with pytest.raises(ValueError, match=r"`ema_momentum` must be a float in \[0, 1\)"):
+        TranslationConfig(ema_momentum=momentum)

@@ -53,12 +53,14 @@ from keras_transformer.translation.backup import (
 from keras_transformer.translation.run_directory import read_test_split
 
 # Batches of 8 make epochs of about 35 steps, backed up every 5 steps;
-# dropout checks that its random state is restored too.
+# dropout checks that its random state is restored too, and the weights'
+# moving average that the backup holds it.
 CONFIG = {
     "recipe": "tiny", "num_layers": 1, "hidden_dim": 32, "num_heads": 2,
     "intermediate_dim": 64, "dropout": 0.1, "max_sequence_length": 16,
     "source_vocabulary_size": 300, "target_vocabulary_size": 300, "batch_size": 8,
     "epochs": 2, "warmup_steps": 20, "backup_steps": 5, "beam_size": 1,
+    "ema_momentum": 0.9,
 }
 KILL_AFTER_STEP = 5  # of the second epoch: the signal follows its backup
 TIMEOUT = 600
