@@ -27,28 +27,44 @@ def model():
     return _with_end_bias(build_model(tie_embeddings=False, normalize_first=True, seed=11), 2.0)
 
 
-@pytest.mark.parametrize("alpha", [0.6, 0.0])
-def test_beam_search_equals_an_uncached_hypothesis_by_hypothesis_search(alpha):
+def _reference_with_mixed_endings(alpha):
+    """A random model and its uncached beams for two sources, where some
+    hypotheses end and stay among the beams while others grow to
+    MAX_LENGTH, so both paths are tested. The end token's bias is searched
+    by bisection (from 0) until the reference search, not the code under
+    test, gives both: the model's random values, and so the bias needed,
+    differ between backends."""
     model = build_model(tie_embeddings=False, seed=0)
     source = mixed_length_source(batch_size=2)
+    low, high = -8.0, 8.0
+    for _ in range(12):
+        bias = (low + high) / 2
+        _with_end_bias(model, bias)
+        expected = [
+            uncached_beam_search(model, source[row], end_token_id=END, max_length=MAX_LENGTH,
+                                 beam_size=3, alpha=alpha)
+            for row in range(2)
+        ]
+        ended = sum(END in hypothesis for row in expected for hypothesis, _ in row)
+        if 0 < ended < 6:
+            return model, source, expected
+        low, high = (bias, high) if ended == 0 else (low, bias)
+    pytest.fail("no end-token bias gives beams that both end and reach MAX_LENGTH")
+
+
+@pytest.mark.parametrize("alpha", [0.6, 0.0])
+def test_beam_search_equals_an_uncached_hypothesis_by_hypothesis_search(alpha):
+    model, source, expected = _reference_with_mixed_endings(alpha)
     tokens, scores = beam_search(
         model, source, start_token_id=START, end_token_id=END, max_length=MAX_LENGTH,
         beam_size=3, length_penalty=alpha, return_all_beams=True,
     )
     assert tokens.dtype == "int32" and scores.dtype == "float32"
-    assert tokens.shape[:2] == (2, 3) and scores.shape == (2, 3)
-    finished = 0
+    assert tokens.shape == (2, 3, MAX_LENGTH) and scores.shape == (2, 3)
     for row in range(2):
-        expected = uncached_beam_search(
-            model, source[row], end_token_id=END, max_length=MAX_LENGTH, beam_size=3, alpha=alpha
-        )
-        expected_tokens = pad_rows([hypothesis for hypothesis, _ in expected], tokens.shape[2])
+        expected_tokens = pad_rows([hypothesis for hypothesis, _ in expected[row]], MAX_LENGTH)
         np.testing.assert_array_equal(tokens[row], expected_tokens)
-        np.testing.assert_allclose(scores[row], [score for _, score in expected], atol=1e-4)
-        finished += sum(END in hypothesis for hypothesis, _ in expected)
-    # Some hypotheses end and stay among the beams while others grow to
-    # `max_length`: both paths are tested.
-    assert 0 < finished < 6 and tokens.shape[2] == MAX_LENGTH
+        np.testing.assert_allclose(scores[row], [score for _, score in expected[row]], atol=1e-4)
 
 
 def test_scores_are_model_log_probabilities_over_the_gnmt_length_penalty(model):
