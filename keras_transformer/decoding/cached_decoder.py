@@ -157,19 +157,10 @@ class CachedSeq2SeqDecoder:
             `index` written.
         """
         x = self.decoder_embedding(token_ids[:, None], start_index=index)  # (B, 1, D)
-        updated_caches = []
-        for block, self_cache, cross_cache in zip(
-            self.blocks, _pairs(self_attention_caches), _pairs(cross_attention_caches)
-        ):
-            x, self_cache = block(
-                x,
-                encoder_padding_mask=encoder_padding_mask,
-                self_attention_cache=self_cache,
-                self_attention_cache_update_index=index,
-                cross_attention_cache=cross_cache,
-            )  # (B, 1, D), 2 x (B, H, L, Dh)
-            updated_caches.extend(self_cache)
-        return self._logits(x[:, 0]), tuple(updated_caches)
+        x, caches = self._blocks(
+            x, index, self_attention_caches, cross_attention_caches, encoder_padding_mask
+        )  # (B, 1, D)
+        return self._logits(x[:, 0]), caches
 
     def beam_step(
         self,
@@ -217,6 +208,23 @@ class CachedSeq2SeqDecoder:
         mask = ops.reshape(
             ops.logical_or(earlier, own), (batch_size, beam_size, max_length * beam_size)
         )  # (B, K, L * K): query k, cache position t * K + j
+        x, caches = self._blocks(
+            x, index * beam_size, self_attention_caches, cross_attention_caches,
+            encoder_padding_mask, mask,
+        )  # (B, K, D)
+        return self._logits(ops.reshape(x, (batch_size * beam_size, -1))), caches
+
+    def _blocks(
+        self,
+        x,
+        cache_index,
+        self_attention_caches,
+        cross_attention_caches,
+        encoder_padding_mask,
+        self_attention_mask=None,
+    ):
+        """Runs the decoder blocks on (B, T, D) queries, writing their keys
+        and values at `cache_index`; returns `(x, updated caches)`."""
         updated_caches = []
         for block, self_cache, cross_cache in zip(
             self.blocks, _pairs(self_attention_caches), _pairs(cross_attention_caches)
@@ -225,12 +233,12 @@ class CachedSeq2SeqDecoder:
                 x,
                 encoder_padding_mask=encoder_padding_mask,
                 self_attention_cache=self_cache,
-                self_attention_cache_update_index=index * beam_size,
+                self_attention_cache_update_index=cache_index,
                 cross_attention_cache=cross_cache,
-                self_attention_mask=mask,
-            )  # (B, K, D), 2 x (B, H, L * K, Dh)
+                self_attention_mask=self_attention_mask,
+            )  # (B, T, D), 2 x (B, H, L, Dh)
             updated_caches.extend(self_cache)
-        return self._logits(ops.reshape(x, (batch_size * beam_size, -1))), tuple(updated_caches)
+        return x, tuple(updated_caches)
 
     def _logits(self, x):
         """Float32 (N, V) logits of (N, D) decoder outputs."""
