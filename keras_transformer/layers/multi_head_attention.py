@@ -281,6 +281,9 @@ class MultiHeadAttention(keras.layers.Layer):
                 type(self).__name__, query, value, value_mask, key_mask,
                 attention_mask if cache_update_index is None else None,
             )
+        if cache is not None and cache_update_index is not None:
+            key_shape = (cache[0].shape[0], cache[0].shape[2])  # (B, L)
+            check_attention_mask(type(self).__name__, attention_mask, query.shape, key_shape)
         queries = self._split_heads(self.query_dense(query), self.key_dim)  # (B, H, T, Dh)
         if cache is not None and cache_update_index is None:
             keys, values = cache  # (B, H, S, Dh), (B, H, S, Dv)

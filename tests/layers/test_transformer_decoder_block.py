@@ -132,9 +132,15 @@ def test_self_attention_mask_over_the_cache(decoder_sequence, encoder_sequence):
 
 
 def test_rejects_a_self_attention_mask_of_the_wrong_shape(decoder_sequence, encoder_sequence):
-    with pytest.raises(ValueError, match="attention_mask"):
-        make_block()(decoder_sequence, encoder_sequence,
-                     self_attention_mask=np.ones((B, T, T + 1), bool))
+    block = make_block()
+    with pytest.raises(ValueError, match=r"`attention_mask` broadcastable to .*\(2, 5, 5\)"):
+        block(decoder_sequence, encoder_sequence, self_attention_mask=np.ones((B, T, T + 1), bool))
+    # With a cache the mask spans the cache's L positions.
+    with pytest.raises(ValueError, match=r"`attention_mask` broadcastable to .*\(2, 1, 5\)"):
+        block(decoder_sequence[:, :1], self_attention_cache=block.init_self_attention_cache(B, T),
+              self_attention_cache_update_index=0,
+              cross_attention_cache=block.compute_cross_attention_cache(encoder_sequence),
+              self_attention_mask=np.ones((B, 1, T + 1), bool))
 
 
 def test_reads_keras_masks_when_no_padding_masks_are_passed(decoder_sequence, encoder_sequence):
