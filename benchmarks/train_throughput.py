@@ -19,13 +19,15 @@ Reported per variant:
   the output projection; embeddings, softmax and norms are not counted.
 - peak RSS of a subprocess that builds the variant and trains a few steps.
 
-Variants: `ours` (`build_seq2seq_transformer`, XLA as `jit_compile="auto"`
-chooses), `ours_no_xla`, `ours_bucketed` (the same examples grouped by
-length before batching, as `make_dataset` does), `ours_mixed_bfloat16`,
-`keras_hub` (keras_hub.layers TokenAndPositionEmbedding, TransformerEncoder,
-TransformerDecoder and a Dense output), `keras_hub_no_xla` and `keras_mha`
-(post-norm blocks of `keras.layers.MultiHeadAttention`, Dense,
-LayerNormalization).
+Variants: `ours` (`build_seq2seq_transformer`), `ours_bucketed` (the same
+examples grouped by length before batching, as `make_dataset` does),
+`ours_mixed_bfloat16`, `keras_hub` (keras_hub.layers
+TokenAndPositionEmbedding, TransformerEncoder, TransformerDecoder and a
+Dense output) and `keras_mha` (post-norm blocks of
+`keras.layers.MultiHeadAttention`, Dense, LayerNormalization). Every
+variant compiles its train step with XLA (`jit_compile=True`; Keras's
+"auto" would mean no XLA on a machine without a GPU) unless its name ends
+in `_no_xla`.
 
     python benchmarks/train_throughput.py [--configs small,base] [--steps 10]
         [--variants ours,keras_hub,keras_mha] [--no-memory]
@@ -249,7 +251,8 @@ def build_variant(name: str, config: Config) -> keras.Model:
     model.compile(
         optimizer=transformer_adam(config.hidden_dim),
         loss=MaskedSparseCategoricalCrossentropy(label_smoothing=0.1),
-        jit_compile=False if name.endswith("_no_xla") else "auto",
+        # Not "auto": Keras resolves it to no XLA on a machine without GPU.
+        jit_compile="_no_xla" not in name,
     )
     return model
 
@@ -346,6 +349,13 @@ def run_config(config_name: str, variants, steps: int, num_batches: int, memory:
     for name, result in results.items():
         print(f"{name:24} {result['ms_per_step']:9.1f} "
               f"{result['target_tokens_per_second']:10.0f} {result['mfu']:6.3f}", flush=True)
+    peers = {name: r for name, r in results.items() if not name.startswith("ours")}
+    if peers:
+        best = min(peers, key=lambda name: peers[name]["ms_per_step"])
+        for name, result in results.items():
+            if name.startswith("ours"):
+                speedup = peers[best]["ms_per_step"] / result["ms_per_step"]
+                print(f"{name} is {speedup:.2f}x the best peer ({best})", flush=True)
     if memory:
         for name, result in results.items():
             result["peak_rss_mb"] = peak_rss_mb(name, config_name, 3)

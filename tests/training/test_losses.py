@@ -34,6 +34,24 @@ def test_matches_reference(logits, label_smoothing):
                                reference_loss(LABELS, logits, label_smoothing), rtol=1e-5)
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="uses tf.GradientTape")
+def test_gradient_is_softmax_minus_the_smoothed_target_over_the_real_tokens(logits):
+    import tensorflow as tf
+
+    label_smoothing = 0.1
+    loss = MaskedSparseCategoricalCrossentropy(label_smoothing=label_smoothing)
+    variable = tf.Variable(logits)
+    with tf.GradientTape() as tape:
+        value = loss(LABELS, variable)
+    gradient = tape.gradient(value, variable).numpy()  # (B, T, V)
+
+    probabilities = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    target = (1 - label_smoothing) * np.eye(V)[LABELS] + label_smoothing / V
+    real = (LABELS != 0)[..., None]
+    expected = np.where(real, probabilities - target, 0.0) / real.sum()
+    np.testing.assert_allclose(gradient, expected, atol=1e-6)
+
+
 def test_uniform_logits_cost_log_v_whatever_the_smoothing():
     logits = np.zeros(LABELS.shape + (V,), "float32")
     for label_smoothing in [0.0, 0.1, 0.5]:
