@@ -140,11 +140,16 @@ RECIPES = {
     # The embedded generated corpus: short sentences, small vocabulary; a few
     # minutes on two CPU cores. The test split is from the same grammar, so
     # there is nothing to regularize: no dropout, and small batches for more
-    # updates, which the rare short "Je suis étudiant." sentences need.
+    # updates, which the rare short "Je suis étudiant." sentences need. The
+    # model ends with the moving average of its weights over about the last
+    # 1000 of its ~7200 steps: the same run (seed 1234, one core) scored BLEU
+    # 97.1 with its last weights, one sentence repeating "the yellow", and
+    # 99.96 with the average.
     "tiny": TranslationConfig(
         num_layers=2, hidden_dim=128, num_heads=4, intermediate_dim=512, dropout=0.0,
         max_sequence_length=32, source_vocabulary_size=2000, target_vocabulary_size=2000,
         batch_size=32, epochs=4, warmup_steps=1000, learning_rate_scale=1.0,
+        ema_momentum=0.999,
     ),
     # Multi30k-sized corpora on CPU: the small model. A CPU run sees a
     # few thousand steps, so warm-up is 1000 steps rather than the paper's 4000
