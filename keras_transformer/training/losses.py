@@ -94,6 +94,11 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
     def call(self, y_true, y_pred):
         labels = ops.cast(y_true, "int32")  # (B, T)
         check_labels_and_logits(labels.shape, y_pred.shape)
+        if y_pred.shape[-1] is None:
+            raise ValueError(
+                "Expected logits with a known vocabulary size (last dimension). "
+                f"Received logits of shape {tuple(y_pred.shape)}."
+            )
         losses = smoothed_cross_entropy(labels, y_pred, self.label_smoothing)  # (B, T)
         mask = ops.not_equal(labels, self.padding_id)
         losses = ops.where(mask, losses, 0.0)

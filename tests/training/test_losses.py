@@ -52,6 +52,20 @@ def test_gradient_is_softmax_minus_the_smoothed_target_over_the_real_tokens(logi
     np.testing.assert_allclose(gradient, expected, atol=1e-6)
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="uses tf.function")
+def test_logits_of_unknown_vocabulary_size_are_rejected_clearly():
+    import tensorflow as tf
+
+    loss = MaskedSparseCategoricalCrossentropy()
+    traced = tf.function(
+        lambda labels, logits: loss(labels, logits),
+        input_signature=[tf.TensorSpec([None, None], tf.int32),
+                         tf.TensorSpec([None, None, None], tf.float32)],
+    )
+    with pytest.raises(ValueError, match=r"known vocabulary size.*\(None, None, None\)"):
+        traced.get_concrete_function()
+
+
 def test_uniform_logits_cost_log_v_whatever_the_smoothing():
     logits = np.zeros(LABELS.shape + (V,), "float32")
     for label_smoothing in [0.0, 0.1, 0.5]:
