@@ -27,7 +27,9 @@ Dense output) and `keras_mha` (post-norm blocks of
 `keras.layers.MultiHeadAttention`, Dense, LayerNormalization). Every
 variant compiles its train step with XLA (`jit_compile=True`; Keras's
 "auto" would mean no XLA on a machine without a GPU) unless its name ends
-in `_no_xla`.
+in `_no_xla`. TensorFlow's oneDNN kernels, off by default on CPUs without
+AVX-512, change every row; the script prints `TF_ENABLE_ONEDNN_OPTS`, set it
+before running to compare (docs/performance.md).
 
     python benchmarks/train_throughput.py [--configs small,base] [--steps 10]
         [--variants ours,keras_hub,keras_mha] [--no-memory]
@@ -341,6 +343,8 @@ def run_config(config_name: str, variants, steps: int, num_batches: int, memory:
     print(f"\n== {config_name}: {config}", flush=True)
     print(f"matmul peak {MATMUL_SIZE}^3 float32: median {peak / 1e9:.1f} GFLOP/s, "
           f"best {max(peaks) / 1e9:.1f}; load average {os.getloadavg()[0]:.2f}")
+    print(f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')} "
+          "(unset: TensorFlow's default for this CPU, docs/performance.md)")
     print(f"padding fraction: padded to length {config.sequence_length} "
           f"{batches_padding_fraction(padded):.3f}, bucketed "
           f"{batches_padding_fraction(bucketed):.3f}")
