@@ -49,7 +49,8 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
     With smoothing eps the target distribution is `1 - eps` on the label plus
     `eps / V` spread over the V classes (section 5.4, eps = 0.1). Labels equal
     to `padding_id` (0) get no loss, and the mean is taken over the other
-    tokens only.
+    tokens only. A label outside [0, V) that is not padding makes the loss
+    NaN rather than silently wrong.
 
     Args:
         label_smoothing: eps in [0, 1).
@@ -100,6 +101,13 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
                 f"Received logits of shape {tuple(y_pred.shape)}."
             )
         losses = smoothed_cross_entropy(labels, y_pred, self.label_smoothing)  # (B, T)
+        # A label outside [0, V) has no one-hot target and would silently cost
+        # only the smoothing term: its loss is NaN instead, so the mean is NaN
+        # and `keras.callbacks.TerminateOnNaN` stops training.
+        in_range = ops.logical_and(
+            ops.greater_equal(labels, 0), ops.less(labels, y_pred.shape[-1])
+        )
+        losses = ops.where(in_range, losses, float("nan"))
         mask = ops.not_equal(labels, self.padding_id)
         losses = ops.where(mask, losses, 0.0)
         set_keras_mask(losses, mask)

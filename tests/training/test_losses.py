@@ -66,6 +66,15 @@ def test_logits_of_unknown_vocabulary_size_are_rejected_clearly():
         traced.get_concrete_function()
 
 
+@pytest.mark.parametrize("bad_label", [V, V + 5, -1])
+def test_a_label_outside_the_vocabulary_makes_the_loss_nan_not_silently_wrong(logits, bad_label):
+    labels = LABELS.copy()
+    labels[1, 1] = bad_label
+    loss = MaskedSparseCategoricalCrossentropy()
+    assert np.isnan(float(loss(labels, logits)))
+    assert np.isfinite(float(loss(LABELS, logits)))
+
+
 def test_uniform_logits_cost_log_v_whatever_the_smoothing():
     logits = np.zeros(LABELS.shape + (V,), "float32")
     for label_smoothing in [0.0, 0.1, 0.5]:
