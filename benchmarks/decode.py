@@ -2,8 +2,15 @@
 loop and a KerasHub-layer model decoding with KerasHub's own caches.
 
 All methods use the same random weights: the KerasHub model receives a copy
-of ours, so its greedy tokens must equal ours (checked and printed). Every
-method generates exactly `--new-tokens` tokens (no end token). Reported:
+of ours, so its greedy tokens must equal ours (checked and printed). Our
+searches also run as the `.tflite` that `export_tflite` writes (the whole
+loop in one model, run by the LiteRT interpreter on `--tflite-threads`
+threads), with float32 weights and with int8 weights ("dynamic_range");
+their tokens are compared with the XLA search's. `--no-tflite` skips them
+(each export takes about 20 s). Every method generates exactly
+`--new-tokens` tokens: the end token's embedding row is zero, so its tied
+logit is 0 and never the largest of V random logits (the exported loop's
+step count is checked). Reported:
 new tokens per second across the batch (median over `--repeats` timed runs,
 after one warm-up run that compiles), the load average while it ran (the
 figures are only comparable at similar load), and the ratios against the
@@ -15,15 +22,19 @@ targets of issue #4 with a met / MISSED verdict.
 import argparse
 import math
 import os
+import tempfile
 import time
 
 import keras
 import keras_hub
 import numpy as np
 import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
 
 from keras_transformer import build_seq2seq_transformer
+from keras_transformer.data import END_ID, START_ID
 from keras_transformer.decoding import beam_search, greedy_search
+from keras_transformer.export import export_tflite
 from keras_transformer.models import DECODER_INPUT, ENCODER_INPUT
 
 VOCABULARY_SIZE = 8000
@@ -32,8 +43,17 @@ NUM_HEADS = 4
 INTERMEDIATE_DIM = 1024
 NUM_LAYERS = 3
 MAX_SEQUENCE_LENGTH = 128
-START = 1
+# The exported loop starts with START_ID and stops at END_ID; the Python
+# searches use the same start token so that their tokens can be compared.
+START = START_ID
 GREEDY, BEAM = "ours greedy (XLA)", "ours beam 4 (XLA)"
+# (label, quantization, decoding) of the exported runs.
+TFLITE_RUNS = (
+    ("ours greedy (TFLite float32)", "none", "greedy"),
+    ("ours beam 4 (TFLite float32)", "none", "beam"),
+    ("ours greedy (TFLite int8 weights)", "dynamic_range", "greedy"),
+    ("ours beam 4 (TFLite int8 weights)", "dynamic_range", "beam"),
+)
 KERAS_HUB, UNCACHED = "KerasHub cached (XLA)", "uncached recompute (graph)"
 # Issue #4: ours greedy at least this many times faster than KerasHub cached,
 # per batch size, and beam 4 at most this many times the time of greedy.
@@ -55,6 +75,10 @@ def build_models() -> tuple[keras.Model, dict]:
         max_sequence_length=MAX_SEQUENCE_LENGTH,
         position_encoding="learned",
     )
+    # A zero row gives the end token a logit of exactly 0 (tied output
+    # projection): never the argmax, so the exported loop runs every step.
+    table = model.get_layer("decoder_embedding").embeddings
+    table.assign(np.where(np.arange(VOCABULARY_SIZE)[:, None] == END_ID, 0.0, table.numpy()))
     hub = {
         "encoder_embedding": keras_hub.layers.TokenAndPositionEmbedding(
             VOCABULARY_SIZE, MAX_SEQUENCE_LENGTH, HIDDEN_DIM
@@ -210,6 +234,35 @@ def uncached_greedy(last_logits, encoder_token_ids: np.ndarray, new_tokens: int)
     return prefix[:, 1:]
 
 
+def tflite_runs(model, source: np.ndarray, new_tokens: int, threads: int, directory: str,
+                reference: dict) -> dict:
+    """`export_tflite` files of `model` for `source`'s batch size, one per
+    `TFLITE_RUNS` entry, as timed runs. Prints each file's size, its step
+    count and the fraction of its tokens equal to `reference[decoding]`
+    (the XLA search's tokens)."""
+    batch_size, source_length = source.shape
+    runs = {}
+    for label, quantization, decoding in TFLITE_RUNS:
+        path = export_tflite(
+            model, os.path.join(directory, f"{quantization}_{decoding}_{batch_size}.tflite"),
+            quantization=quantization, batch_size=batch_size, max_input_length=source_length,
+            max_output_length=new_tokens, decoding=decoding,
+        )
+        translate = Interpreter(model_path=path, num_threads=threads).get_signature_runner(
+            "translate"
+        )
+        outputs = translate(encoder_token_ids=source)
+        agreement = np.mean(outputs["token_ids"] == reference[decoding])
+        print(
+            f"batch {batch_size}: {label}: {os.path.getsize(path) / 2**20:.1f} MB, "
+            f"{int(outputs['num_steps'])} steps, tokens == XLA's: {agreement:.3f}"
+        )
+        if int(outputs["num_steps"]) != new_tokens:
+            raise RuntimeError(f"{label} stopped after {outputs['num_steps']} steps")
+        runs[label] = lambda translate=translate: translate(encoder_token_ids=source)
+    return runs
+
+
 def median_seconds(runs: dict, repeats: int) -> dict:
     """Median wall time of each run. Runs are interleaved round by round so
     that changes in the machine's load hit every method alike."""
@@ -225,18 +278,24 @@ def median_seconds(runs: dict, repeats: int) -> dict:
 
 
 def _ratio_rows(seconds: dict, batch_size: int) -> list[tuple[str, float, str]]:
-    """(ratio, value, target) rows of one batch size; the targets are issue #4's."""
-    greedy = seconds[GREEDY]
+    """(ratio, value, target) rows of one batch size; the targets are issue #4's,
+    applied to the XLA searches and to each exported pair."""
     speedup_target = GREEDY_SPEEDUP_TARGETS.get(batch_size)
-    return [
-        (
-            "greedy speedup vs KerasHub cached",
-            seconds[KERAS_HUB] / greedy,
-            "" if speedup_target is None else f">= {speedup_target:g}",
-        ),
-        ("beam 4 time / greedy time", seconds[BEAM] / greedy, f"<= {BEAM_COST_TARGET:g}"),
-        ("greedy speedup vs uncached", seconds[UNCACHED] / greedy, ""),
+    speedup_target = "" if speedup_target is None else f">= {speedup_target:g}"
+    pairs = [("", GREEDY, BEAM)] + [
+        (f" ({greedy[len('ours greedy ('):-1]})", greedy, beam)
+        for (greedy, *_), (beam, *_) in zip(TFLITE_RUNS[::2], TFLITE_RUNS[1::2])
+        if greedy in seconds
     ]
+    rows = []
+    for suffix, greedy, beam in pairs:
+        rows += [
+            (f"greedy speedup vs KerasHub{suffix}", seconds[KERAS_HUB] / seconds[greedy],
+             speedup_target),
+            (f"beam 4 / greedy time{suffix}", seconds[beam] / seconds[greedy],
+             f"<= {BEAM_COST_TARGET:g}"),
+        ]
+    return rows + [("greedy speedup vs uncached", seconds[UNCACHED] / seconds[GREEDY], "")]
 
 
 def _verdict(value: float, target: str) -> str:
@@ -252,18 +311,18 @@ def print_report(results: dict, new_tokens: int) -> None:
     ran, and the ratios against the targets of issue #4."""
     batch_sizes = list(results)
     columns = "".join(f"{f'batch {size}':>16}" for size in batch_sizes)
-    print(f"\n{'new tokens / s':<36}{columns}")
+    print(f"\n{'new tokens / s':<40}{columns}")
     for method in results[batch_sizes[0]]["seconds"]:
         cells = "".join(
             f"{size * new_tokens / results[size]['seconds'][method]:16.0f}" for size in batch_sizes
         )
-        print(f"{method:<36}{cells}")
+        print(f"{method:<40}{cells}")
     loads = "".join(f"{results[size]['load']:16.2f}" for size in batch_sizes)
-    print(f"{'load average (1 min) after timing':<36}{loads}")
-    print(f"\n{'ratio':<36}{'batch':>6}{'value':>9}  {'target':<8} verdict")
+    print(f"{'load average (1 min) after timing':<40}{loads}")
+    print(f"\n{'ratio':<50}{'batch':>6}{'value':>9}  {'target':<8} verdict")
     for size in batch_sizes:
         for name, value, target in _ratio_rows(results[size]["seconds"], size):
-            print(f"{name:<36}{size:>6}{value:9.2f}  {target:<8} {_verdict(value, target)}")
+            print(f"{name:<50}{size:>6}{value:9.2f}  {target:<8} {_verdict(value, target)}")
 
 
 def main() -> None:
@@ -273,6 +332,8 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1,32")
     parser.add_argument("--source-length", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--tflite-threads", type=int, default=os.cpu_count())
+    parser.add_argument("--no-tflite", action="store_true", help="skip the exported runs")
     args = parser.parse_args()
 
     keras.utils.set_random_seed(0)
@@ -283,7 +344,8 @@ def main() -> None:
         f"config: vocabulary {VOCABULARY_SIZE}, hidden {HIDDEN_DIM}, {NUM_HEADS} heads, "
         f"intermediate {INTERMEDIATE_DIM}, {NUM_LAYERS}+{NUM_LAYERS} layers; source "
         f"{args.source_length} tokens, {args.new_tokens} new tokens; median of {args.repeats} "
-        f"runs ({args.uncached_repeats} uncached); {os.cpu_count()} CPUs, TF {tf.__version__}"
+        f"runs ({args.uncached_repeats} uncached); {os.cpu_count()} CPUs, TF {tf.__version__}; "
+        f"TFLite runs on {args.tflite_threads} threads"
     )
     print(f"load average (1, 5, 15 min) at start: {os.getloadavg()}")
     results = {}
@@ -303,6 +365,12 @@ def main() -> None:
             BEAM: lambda: beam_search(model, source, **settings)[0].numpy(),
             KERAS_HUB: lambda: hub_greedy(tf.constant(source)).numpy(),
         }
+        if not args.no_tflite:
+            reference = {"greedy": ours, "beam": runs[BEAM]()}
+            with tempfile.TemporaryDirectory() as directory:
+                runs.update(tflite_runs(
+                    model, source, args.new_tokens, args.tflite_threads, directory, reference
+                ))
         seconds = median_seconds(runs, args.repeats)
         # Timed apart, with fewer repeats: a run takes seconds.
         uncached_run = {
