@@ -20,6 +20,7 @@ targets of issue #4 with a met / MISSED verdict.
 """
 
 import argparse
+import itertools
 import math
 import os
 import tempfile
@@ -46,14 +47,16 @@ MAX_SEQUENCE_LENGTH = 128
 # The exported loop starts with START_ID and stops at END_ID; the Python
 # searches use the same start token so that their tokens can be compared.
 START = START_ID
-GREEDY, BEAM = "ours greedy (XLA)", "ours beam 4 (XLA)"
-# (label, quantization, decoding) of the exported runs.
-TFLITE_RUNS = (
-    ("ours greedy (TFLite float32)", "none", "greedy"),
-    ("ours beam 4 (TFLite float32)", "none", "beam"),
-    ("ours greedy (TFLite int8 weights)", "dynamic_range", "greedy"),
-    ("ours beam 4 (TFLite int8 weights)", "dynamic_range", "beam"),
-)
+# The exported variants and their `export_tflite` quantization.
+TFLITE_VARIANTS = {"TFLite float32": "none", "TFLite int8 weights": "dynamic_range"}
+
+
+def label(decoding: str, variant: str) -> str:
+    """The report's name of one of our searches, e.g. "ours beam 4 (XLA)"."""
+    return f"ours {'beam 4' if decoding == 'beam' else 'greedy'} ({variant})"
+
+
+GREEDY, BEAM = label("greedy", "XLA"), label("beam", "XLA")
 KERAS_HUB, UNCACHED = "KerasHub cached (XLA)", "uncached recompute (graph)"
 # Issue #4: ours greedy at least this many times faster than KerasHub cached,
 # per batch size, and beam 4 at most this many times the time of greedy.
@@ -236,13 +239,16 @@ def uncached_greedy(last_logits, encoder_token_ids: np.ndarray, new_tokens: int)
 
 def tflite_runs(model, source: np.ndarray, new_tokens: int, threads: int, directory: str,
                 reference: dict) -> dict:
-    """`export_tflite` files of `model` for `source`'s batch size, one per
-    `TFLITE_RUNS` entry, as timed runs. Prints each file's size, its step
-    count and the fraction of its tokens equal to `reference[decoding]`
-    (the XLA search's tokens)."""
+    """`export_tflite` files of `model` for `source`'s batch size, greedy and
+    beam for each of `TFLITE_VARIANTS`, as timed runs. Prints each file's
+    size, its step count and the fraction of its tokens equal to
+    `reference[decoding]` (the XLA search's tokens)."""
     batch_size, source_length = source.shape
     runs = {}
-    for label, quantization, decoding in TFLITE_RUNS:
+    for (variant, quantization), decoding in itertools.product(
+        TFLITE_VARIANTS.items(), ("greedy", "beam")
+    ):
+        name = label(decoding, variant)
         path = export_tflite(
             model, os.path.join(directory, f"{quantization}_{decoding}_{batch_size}.tflite"),
             quantization=quantization, batch_size=batch_size, max_input_length=source_length,
@@ -254,12 +260,12 @@ def tflite_runs(model, source: np.ndarray, new_tokens: int, threads: int, direct
         outputs = translate(encoder_token_ids=source)
         agreement = np.mean(outputs["token_ids"] == reference[decoding])
         print(
-            f"batch {batch_size}: {label}: {os.path.getsize(path) / 2**20:.1f} MB, "
+            f"batch {batch_size}: {name}: {os.path.getsize(path) / 2**20:.1f} MB, "
             f"{int(outputs['num_steps'])} steps, tokens == XLA's: {agreement:.3f}"
         )
         if int(outputs["num_steps"]) != new_tokens:
-            raise RuntimeError(f"{label} stopped after {outputs['num_steps']} steps")
-        runs[label] = lambda translate=translate: translate(encoder_token_ids=source)
+            raise RuntimeError(f"{name} stopped after {outputs['num_steps']} steps")
+        runs[name] = lambda translate=translate: translate(encoder_token_ids=source)
     return runs
 
 
@@ -282,13 +288,12 @@ def _ratio_rows(seconds: dict, batch_size: int) -> list[tuple[str, float, str]]:
     applied to the XLA searches and to each exported pair."""
     speedup_target = GREEDY_SPEEDUP_TARGETS.get(batch_size)
     speedup_target = "" if speedup_target is None else f">= {speedup_target:g}"
-    pairs = [("", GREEDY, BEAM)] + [
-        (f" ({greedy[len('ours greedy ('):-1]})", greedy, beam)
-        for (greedy, *_), (beam, *_) in zip(TFLITE_RUNS[::2], TFLITE_RUNS[1::2])
-        if greedy in seconds
-    ]
     rows = []
-    for suffix, greedy, beam in pairs:
+    for variant in ("XLA", *TFLITE_VARIANTS):
+        greedy, beam = label("greedy", variant), label("beam", variant)
+        if greedy not in seconds:
+            continue
+        suffix = "" if variant == "XLA" else f" ({variant})"
         rows += [
             (f"greedy speedup vs KerasHub{suffix}", seconds[KERAS_HUB] / seconds[greedy],
              speedup_target),
