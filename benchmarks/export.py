@@ -156,11 +156,15 @@ def main() -> None:
         )
     print(f"exported to {output_dir} in {time.perf_counter() - start:.0f} s")
 
+    def keras_greedy(row: np.ndarray) -> np.ndarray:
+        tokens, _ = greedy_search(
+            model, row[None], start_token_id=START_ID, end_token_id=END_ID, max_length=length
+        )
+        return np.asarray(tokens)
+
     serving = tf.saved_model.load(exported["saved_model"]).signatures
     runs = {
-        "Keras greedy_search (XLA)": lambda row: greedy_search(
-            model, row[None], start_token_id=START_ID, end_token_id=END_ID, max_length=length
-        ).numpy(),
+        "Keras greedy_search (XLA)": keras_greedy,
         "SavedModel translate_ids": lambda row: serving["translate_ids"](
             encoder_token_ids=tf.constant(row[None])
         )["token_ids"].numpy(),

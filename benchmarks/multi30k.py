@@ -40,7 +40,6 @@ from keras_transformer.data import (
     read_parallel,
     train_vocabulary,
 )
-from keras_transformer.decoding import beam_search, greedy_search
 from keras_transformer.translation.config import RECIPES
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "multi30k"
@@ -225,14 +224,13 @@ def main() -> None:
         print(f"{name}: {budget.steps} steps ({budget.steps / steps_per_epoch:.2f} epochs) in {trained:.0f} s")
 
         max_length = config.max_sequence_length
+        search = {"start_token_id": START_ID, "end_token_id": END_ID, "max_length": max_length}
         decoders = {}
         if name == "ours":
-            decoders["greedy"] = lambda ids: greedy_search(
-                model, ids, start_token_id=START_ID, end_token_id=END_ID, max_length=max_length
-            )
-            decoders[f"beam {config.beam_size}"] = lambda ids: beam_search(
-                model, ids, start_token_id=START_ID, end_token_id=END_ID, max_length=max_length,
-                beam_size=config.beam_size, length_penalty=config.length_penalty,
+            decoders["greedy"] = lambda ids: model.generate(ids, **search)[0]
+            decoders[f"beam {config.beam_size}"] = lambda ids: model.generate(
+                ids, strategy="beam", beam_size=config.beam_size,
+                length_penalty=config.length_penalty, **search,
             )[0]
         else:
             decoders["greedy"] = lambda ids: greedy_recompute(model, ids, max_length)

@@ -1,11 +1,12 @@
 """Compose a custom Transformer from the layers and decode it with greedy search.
 
-A pre-norm variant with learned positions and a tied output projection, built
-by hand from `TokenAndPositionEmbedding`, `TransformerEncoder` and
-`TransformerDecoder`, trained briefly on generated French-English pairs.
-The searches in `keras_transformer.decoding` find a model's parts by layer
-name, so naming the layers "encoder_embedding", "encoder",
-"decoder_embedding" and "decoder" is all a custom model needs to use them.
+A pre-norm variant with learned positions and a tied output projection,
+composed by hand from `TokenAndPositionEmbedding`, `TransformerEncoder` and
+`TransformerDecoder` into a `Seq2SeqTransformer`, trained briefly on
+generated French-English pairs. A `Seq2SeqTransformer` owns its parts and
+decodes with them step by step (`generate`, or the searches of
+`keras_transformer.decoding`); a model wired with `keras.Model(inputs,
+outputs)` trains the same but is not decoded.
 
     python examples/custom_model.py
 """
@@ -22,12 +23,12 @@ from keras_transformer.data import (
     make_dataset,
     train_wordpiece_vocabulary,
 )
-from keras_transformer.decoding import greedy_search
 from keras_transformer.layers import (
     TokenAndPositionEmbedding,
     TransformerDecoder,
     TransformerEncoder,
 )
+from keras_transformer.models import Seq2SeqTransformer
 from keras_transformer.training import (
     MaskedAccuracy,
     MaskedSparseCategoricalCrossentropy,
@@ -37,25 +38,25 @@ from keras_transformer.training import (
 HIDDEN_DIM, MAX_LENGTH = 64, 24
 
 
-def build_pre_norm_model(source_vocabulary_size: int, target_vocabulary_size: int) -> keras.Model:
-    """Encoder-decoder with pre-norm blocks, learned positions and tied logits."""
+def build_pre_norm_model(
+    source_vocabulary_size: int, target_vocabulary_size: int
+) -> Seq2SeqTransformer:
+    """Encoder-decoder with pre-norm blocks, learned positions and tied logits.
+
+    The model maps `{"encoder_token_ids": (B, S), "decoder_token_ids": (B, T)}`
+    to (B, T, V) logits: target embedding -> decoder (attending to the
+    encoded source) -> the transposed target embedding (`tie_embeddings`).
+    """
     blocks = {"num_heads": 4, "intermediate_dim": 256, "dropout": 0.0, "normalize_first": True}
     embedding = {"sequence_length": MAX_LENGTH, "embedding_dim": HIDDEN_DIM,
                  "position_encoding": "learned"}
-    source_ids = keras.Input((None,), dtype="int32", name="encoder_token_ids")  # (B, S)
-    target_ids = keras.Input((None,), dtype="int32", name="decoder_token_ids")  # (B, T)
-    x = TokenAndPositionEmbedding(source_vocabulary_size, name="encoder_embedding", **embedding)(
-        source_ids
-    )  # (B, S, D), masked
-    x = TransformerEncoder(2, name="encoder", **blocks)(x)  # (B, S, D)
-    target_embedding = TokenAndPositionEmbedding(
-        target_vocabulary_size, name="decoder_embedding", **embedding
-    )
-    y = target_embedding(target_ids)  # (B, T, D), masked
-    y = TransformerDecoder(2, name="decoder", **blocks)(y, x)  # (B, T, D)
-    logits = target_embedding(y, reverse=True)  # (B, T, V), the tied projection
-    return keras.Model(
-        {"encoder_token_ids": source_ids, "decoder_token_ids": target_ids}, logits
+    return Seq2SeqTransformer(
+        encoder_embedding=TokenAndPositionEmbedding(source_vocabulary_size, **embedding),
+        encoder=TransformerEncoder(2, **blocks),
+        decoder_embedding=TokenAndPositionEmbedding(target_vocabulary_size, **embedding),
+        decoder=TransformerDecoder(2, **blocks),
+        tie_embeddings=True,
+        name="pre_norm_transformer",
     )
 
 
@@ -83,10 +84,13 @@ def main() -> None:
     for row, ids in enumerate(source_tokenizer(sources)):
         ids = list(ids[: MAX_LENGTH - 1]) + [END_ID]
         encoder_token_ids[row, : len(ids)] = ids
-    tokens = greedy_search(model, encoder_token_ids, start_token_id=START_ID,
-                           end_token_id=END_ID, max_length=MAX_LENGTH)
-    for (source, reference), translation in zip(test_pairs, detokenize(target_tokenizer, tokens)):
-        print(f"{source} -> {translation}    [reference: {reference}]")
+    tokens, scores = model.generate(encoder_token_ids, max_length=MAX_LENGTH,
+                                    start_token_id=START_ID, end_token_id=END_ID)
+    translations = detokenize(target_tokenizer, tokens)
+    for (source, reference), translation, score in zip(
+        test_pairs, translations, np.asarray(scores)
+    ):
+        print(f"{source} -> {translation}    [log P = {score:.2f}; reference: {reference}]")
 
 
 if __name__ == "__main__":

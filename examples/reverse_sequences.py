@@ -15,7 +15,6 @@ import numpy as np
 import tensorflow as tf
 
 import keras_transformer as kt
-from keras_transformer.decoding import greedy_search
 
 PAD, START, END = 0, 1, 2
 FIRST_SYMBOL = 3
@@ -90,12 +89,11 @@ def main() -> None:
     model.fit(dataset, epochs=args.epochs, verbose=2)
     print(f"trained in {time.perf_counter() - started:.0f} s")
 
-    predictions = greedy_search(
-        model,
+    predictions, _ = model.generate(
         source[test],
+        max_length=args.max_length + 1,
         start_token_id=START,
         end_token_id=END,
-        max_length=args.max_length + 1,
     )
     predictions = np.asarray(predictions)
     padded = np.zeros_like(labels[test])

@@ -46,6 +46,28 @@ def tiny_model(**overrides):
     return kt.build_seq2seq_transformer(V, V, **{**CONFIG.model_kwargs(), **overrides})
 
 
+def tiny_parts(**overrides):
+    """The parts of a `Seq2SeqTransformer` over V ids, D = 8, with `overrides`."""
+    return {
+        "encoder_embedding": layers.TokenAndPositionEmbedding(V, 8, 8),
+        "encoder": layers.TransformerEncoder(1, num_heads=2, intermediate_dim=8),
+        "decoder_embedding": layers.TokenAndPositionEmbedding(V, 8, 8),
+        "decoder": layers.TransformerDecoder(1, num_heads=2, intermediate_dim=8),
+        **overrides,
+    }
+
+
+def functional_model():
+    """A plain functional `keras.Model` with the seq2seq inputs: not decodable."""
+    encoder_token_ids = keras.Input((None,), dtype="int32", name=data.ENCODER_INPUT)
+    decoder_token_ids = keras.Input((None,), dtype="int32", name=data.DECODER_INPUT)
+    x = layers.TokenAndPositionEmbedding(V, 8, 8)(decoder_token_ids)  # (B, T, D)
+    return keras.Model(
+        {data.ENCODER_INPUT: encoder_token_ids, data.DECODER_INPUT: decoder_token_ids},
+        keras.layers.Dense(V)(x),
+    )
+
+
 def built(layer, *inputs):
     layer(*inputs)
     return layer
@@ -254,13 +276,57 @@ INVENTORY = [
     pytest.param(
         lambda c: c.model({data.ENCODER_INPUT: IDS, data.DECODER_INPUT: np.ones((2, 3), "int32")}),
         ValueError, r"same batch size; received shapes \(2, 3, 8\) and \(1, 4, 8\)",
-        id="models.seq2seq_model(inputs)/encoder-and-decoder-batch-differ",
+        id="models.Seq2SeqTransformer(inputs)/encoder-and-decoder-batch-differ",
     ),
     pytest.param(
         lambda c: c.model({data.ENCODER_INPUT: IDS}),
         ValueError, r"Missing data for input \"decoder_token_ids\"\. You passed a data dictionary "
         r"with keys \['encoder_token_ids'\]\. Expected",
-        id="models.seq2seq_model(inputs)/missing-decoder-input",
+        id="models.Seq2SeqTransformer(inputs)/missing-decoder-input",
+    ),
+    pytest.param(
+        lambda c: kt.models.Seq2SeqTransformer(
+            **tiny_parts(encoder=layers.TransformerEncoderBlock(num_heads=2, intermediate_dim=8))
+        ),
+        ValueError, r"`encoder` must be a `keras_transformer\.layers\.TransformerEncoder` .*"
+        r"Received: encoder=.* of type TransformerEncoderBlock",
+        id="models.Seq2SeqTransformer/encoder-is-a-block",
+    ),
+    pytest.param(
+        lambda c: kt.models.Seq2SeqTransformer(
+            **tiny_parts(output_layers=[keras.layers.LayerNormalization(axis=1)])
+        ),
+        ValueError, r"`output_layers\[0\]` must act on each position alone .* Received "
+        r"LayerNormalization '\w+' with axis=1",
+        id="models.Seq2SeqTransformer/output-layer-mixes-positions",
+    ),
+    pytest.param(
+        lambda c: kt.models.Seq2SeqTransformer(**tiny_parts(), tie_embeddings=False),
+        ValueError, r"With `tie_embeddings=False`, `output_layers` must end with a layer giving "
+        r"the logits.* Received no output layers",
+        id="models.Seq2SeqTransformer/untied-without-output-layers",
+    ),
+    pytest.param(
+        lambda c: kt.models.Seq2SeqTransformer(
+            **tiny_parts(output_layers=[keras.layers.Dense(V + 1)]), tie_embeddings=False
+        ),
+        ValueError, r"The head gives 10 logits per position, but the target vocabulary has 9 ids",
+        id="models.Seq2SeqTransformer/head-size-differs-from-vocabulary",
+    ),
+    pytest.param(
+        lambda c: c.model.generate(IDS, **SEARCH, strategy="topk"),
+        ValueError, r"`strategy` must be one of \['beam', 'greedy', 'sample'\]\. Received: "
+        r"strategy='topk'",
+        id="models.Seq2SeqTransformer.generate/unknown-strategy",
+    ),
+    pytest.param(
+        lambda c: c.model.decode_step(
+            np.ones((1, 2), "int32"), 0, c.model.init_self_attention_cache(1, 8),
+            c.model.compute_cross_attention_cache(c.model.encode(IDS)[0]), IDS != 0,
+        ),
+        ValueError, r"`decode_step` with 2 hypotheses per row needs a `self_attention_mask`.*"
+        r"Received token_ids of shape \(1, 2\)",
+        id="models.Seq2SeqTransformer.decode_step/hypotheses-without-self_attention_mask",
     ),
     # Training pieces.
     pytest.param(
@@ -445,9 +511,16 @@ INVENTORY = [
     ),
     pytest.param(
         lambda c: decoding.greedy_search(keras.Sequential([keras.layers.Dense(2)]), IDS, **SEARCH),
-        ValueError, r"needs a model from `build_seq2seq_transformer` .* model 'sequential\w*' has "
-        r"no such layer",
+        ValueError, r"^Decoding needs a `keras_transformer\.models\.Seq2SeqTransformer`\. "
+        r"Received Sequential 'sequential\w*'",
         id="decoding.greedy_search/not-a-seq2seq-model",
+    ),
+    pytest.param(
+        lambda c: decoding.greedy_search(functional_model(), IDS, **SEARCH),
+        ValueError, r"^Decoding needs a `keras_transformer\.models\.Seq2SeqTransformer`\. "
+        r"Received Functional 'functional\w*'\. A model composed with `keras\.Model\(inputs, "
+        r"outputs\)` is not decoded",
+        id="decoding.greedy_search/plain-functional-model",
     ),
     pytest.param(
         lambda c: decoding.beam_search(c.model, IDS, **SEARCH, beam_size=V),
@@ -463,13 +536,14 @@ INVENTORY = [
     # Export.
     pytest.param(
         lambda c: export_saved_model(c.model, VOCABULARY[:-1], VOCABULARY, c.tmp / "out"),
-        ValueError, r"`source_vocabulary` has 8 tokens but the model's 'encoder_embedding' embeds "
-        r"9 ids",
+        ValueError, r"`source_vocabulary` has 8 tokens but the model's source embedding has 9 "
+        r"ids",
         id="export.export_saved_model/vocabulary-smaller-than-model",
     ),
     pytest.param(
         lambda c: export_saved_model("model.keras", VOCABULARY, VOCABULARY, c.tmp / "out"),
-        ValueError, r"Expected a `keras\.Model` from `build_seq2seq_transformer`, received str",
+        ValueError, r"^Export needs a `keras_transformer\.models\.Seq2SeqTransformer`\. "
+        r"Received str\.",
         id="export.export_saved_model/not-a-model",
     ),
     pytest.param(
@@ -487,9 +561,15 @@ INVENTORY = [
     ),
     pytest.param(
         lambda c: export_tflite(c.learned_model, c.tmp / "m.tflite", max_input_length=10),
-        ValueError, r"learned positions for 4 tokens, so `max_input_length` can be at most 4\. "
-        r"Received: max_input_length=10",
+        ValueError, r"learned source positions for 4 tokens, so `max_input_length` can be at "
+        r"most 4\. Received: max_input_length=10",
         id="export.export_tflite/max_input_length-beyond-learned-positions",
+    ),
+    pytest.param(
+        lambda c: export_tflite(functional_model(), c.tmp / "m.tflite"),
+        ValueError, r"^Export needs a `keras_transformer\.models\.Seq2SeqTransformer`\. "
+        r"Received Functional 'functional\w*'",
+        id="export.export_tflite/plain-functional-model",
     ),
     pytest.param(
         lambda c: export_from_run_dir(c.run(remove=["model.keras"]), "tflite", c.tmp / "m.tflite"),
@@ -614,6 +694,12 @@ INVENTORY = [
         ValueError, r"model\.keras is not a \.keras model archive \(a zip file of 9 bytes is "
         r"expected\)",
         id="translation.Translator.from_run_dir/corrupt-model.keras",
+    ),
+    pytest.param(
+        lambda c: Translator(functional_model(), CONFIG, VOCABULARY, VOCABULARY),
+        ValueError, r"^Translator needs a `keras_transformer\.models\.Seq2SeqTransformer`\. "
+        r"Received Functional 'functional\w*'",
+        id="translation.Translator/plain-functional-model",
     ),
     pytest.param(
         lambda c: Translator(c.model, CONFIG, VOCABULARY, VOCABULARY).translate(["je", 5]),

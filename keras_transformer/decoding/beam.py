@@ -1,24 +1,36 @@
 """Beam search with the GNMT length penalty, key/value caches and XLA.
 
-Shape letters: B batch, K beams, S source length, L max_length,
-V target vocabulary.
+Shape letters: see `keras_transformer` (B, K, S, M, V).
 """
 
-import keras
 from keras import ops
 
-from keras_transformer.decoding.cached_decoder import CachedSeq2SeqDecoder
 from keras_transformer.decoding.search_utils import (
     EXCLUDED_LOGIT,
     Tensor,
     check_encoder_token_ids,
+    check_model,
     check_settings,
     compiled_search,
     is_end,
-    model_decoder,
     write_position,
 )
-from keras_transformer.layers.validation import check_positive_int
+from keras_transformer.layers.validation import check_number, check_positive_int
+from keras_transformer.models import Seq2SeqTransformer
+
+
+def check_beam_settings(
+    beam_size: int, length_penalty: float, vocabulary_size: int | None = None
+) -> None:
+    """Raises ValueError unless beam_size >= 1 (and < V when V is given) and
+    length_penalty is a number."""
+    check_positive_int("beam_size", beam_size)
+    if vocabulary_size is not None and beam_size >= vocabulary_size:
+        raise ValueError(
+            f"`beam_size` must be below the target vocabulary size ({vocabulary_size}, "
+            f"of which id 0 is padding). Received: beam_size={beam_size}"
+        )
+    check_number("length_penalty", length_penalty)
 
 
 def length_penalty_divisor(lengths, alpha):
@@ -71,8 +83,37 @@ def _beam_candidates(log_probs, finished, logits, beam_size):
     return candidates, token_ids
 
 
+def beam_attention_mask(history, index):
+    """Which self-attention cache positions each beam attends to at step `index`.
+
+    The K beams of a row share one cache and are never reordered: beam
+    slot k writes its step-t keys and values at cache position `t * K + k`,
+    and `history[b, k, t]` is the slot whose step-t entry is in beam k's
+    prefix. A beam attends to those entries for `t < index`, and to its own
+    entry at `index`.
+
+    Args:
+        history: int32 (B, K, M).
+        index: int32 scalar, the step.
+
+    Returns:
+        Boolean (B, K, M * K): query k, cache position t * K + j.
+    """
+    batch_size, beam_size, max_length = ops.shape(history)
+    steps, slots = ops.arange(max_length), ops.arange(beam_size)  # (M,), (K,)
+    earlier = ops.logical_and(
+        ops.less(steps, index)[:, None], ops.equal(history[..., None], slots)
+    )  # (B, K, M, K)
+    own = ops.logical_and(
+        ops.equal(steps, index)[:, None], ops.equal(slots[:, None, None], slots)
+    )  # (K, M, K)
+    return ops.reshape(
+        ops.logical_or(earlier, own), (batch_size, beam_size, max_length * beam_size)
+    )
+
+
 def beam_loop(
-    decoder: CachedSeq2SeqDecoder,
+    model: Seq2SeqTransformer,
     encoder_token_ids: Tensor,
     *,
     start_token_id: int,
@@ -89,43 +130,49 @@ def beam_loop(
     candidates of a row by `log_prob / length_penalty_divisor(length)`,
     keeps the best K (finished beams compete with their fixed score), and
     reorders the beams' tokens; the self-attention caches stay in place
-    (see `CachedSeq2SeqDecoder.beam_step`). Only the K best
+    (see `beam_attention_mask`). Only the K best
     tokens of each beam can be among the row's K best candidates, since
     one beam's candidates share its length penalty, so each step ranks
     K * K candidates rather than K * V.
 
     Args:
-        decoder: the model's `CachedSeq2SeqDecoder`.
+        model: a `Seq2SeqTransformer`.
         encoder_token_ids: int32 (B, S).
         start_token_id, end_token_id, max_length, beam_size, length_penalty:
             as `beam_search`.
 
     Returns:
-        `(tokens, scores, num_steps)`: int32 (B, K, L) tokens of the beams
+        `(tokens, scores, num_steps)`: int32 (B, K, M) tokens of the beams
         from best to worst, 0 after each end token; their float32 (B, K)
         length-normalized scores; the int32 number of steps run.
 
     Example:
-    >>> decoder = CachedSeq2SeqDecoder(model)
-    >>> decode = tf.function(lambda ids: beam_loop(decoder, ids, start_token_id=1,
+    >>> decode = tf.function(lambda ids: beam_loop(model, ids, start_token_id=1,
     ...     end_token_id=2, max_length=10, beam_size=4, length_penalty=0.6))
     >>> tokens, scores, num_steps = decode(tf.constant([[5, 6, 7, 0]]))
     >>> tokens.shape, scores.shape
     (TensorShape([1, 4, 10]), TensorShape([1, 4]))
     """
     batch_size = ops.shape(encoder_token_ids)[0]
-    # (B, H, S, Dh) each and (B, S): the K beams of a row share them.
-    cross_attention_caches, encoder_padding_mask = decoder.encode(encoder_token_ids)
+    # The K beams of a row share its encoder outputs and cross-attention cache.
+    encoder_outputs, encoder_padding_mask = model.encode(encoder_token_ids)  # (B, S, D), (B, S)
+    cross_attention_cache = model.compute_cross_attention_cache(encoder_outputs)
     # Every row starts from one live beam; the others can never be chosen.
     first_beam = ops.where(ops.equal(ops.arange(beam_size), 0), 0.0, EXCLUDED_LOGIT)  # (K,)
 
-    def keep_going(index, token_ids, log_probs, lengths, finished, tokens, history, caches):
+    def keep_going(index, token_ids, log_probs, lengths, finished, tokens, history, cache):
         return ops.logical_and(ops.less(index, max_length), ops.logical_not(ops.all(finished)))
 
-    def decode_one(index, token_ids, log_probs, lengths, finished, tokens, history, caches):
-        logits, caches = decoder.beam_step(
-            token_ids, index, history, caches, cross_attention_caches, encoder_padding_mask
-        )  # (B * K, V)
+    def decode_one(index, token_ids, log_probs, lengths, finished, tokens, history, cache):
+        logits, cache = model.decode_step(
+            token_ids,
+            index,
+            cache,
+            cross_attention_cache,
+            encoder_padding_mask,
+            self_attention_mask=beam_attention_mask(history, index),
+        )  # (B, K, V)
+        logits = ops.reshape(logits, (batch_size * beam_size, -1))  # (B * K, V)
         candidates, candidate_ids = _beam_candidates(
             log_probs, finished, logits, beam_size
         )  # (B, K, K) each
@@ -140,10 +187,10 @@ def beam_loop(
         log_probs = take_per_row(ops.reshape(candidates, flat_shape), best)  # (B, K)
         lengths = take_per_row(candidate_lengths, parents)  # (B, K)
         finished = ops.logical_or(take_per_row(finished, parents), is_end(token_ids, end_token_id))
-        tokens = write_position(take_per_row(tokens, parents), index, token_ids)  # (B, K, L)
+        tokens = write_position(take_per_row(tokens, parents), index, token_ids)  # (B, K, M)
         # A new beam's prefix is its parent's, whose step-`index` entry is in slot `parent`.
-        history = write_position(take_per_row(history, parents), index, parents)  # (B, K, L)
-        return index + 1, token_ids, log_probs, lengths, finished, tokens, history, caches
+        history = write_position(take_per_row(history, parents), index, parents)  # (B, K, M)
+        return index + 1, token_ids, log_probs, lengths, finished, tokens, history, cache
 
     num_steps, _, log_probs, lengths, _, tokens, _, _ = ops.while_loop(
         keep_going,
@@ -156,7 +203,7 @@ def beam_loop(
             ops.zeros((batch_size, beam_size), "bool"),
             ops.zeros((batch_size, beam_size, max_length), "int32"),  # tokens
             ops.zeros((batch_size, beam_size, max_length), "int32"),  # history
-            decoder.init_self_attention_caches(batch_size, max_length * beam_size),
+            model.init_self_attention_cache(batch_size, max_length * beam_size),
         ),
     )
     scores = log_probs / length_penalty_divisor(lengths, length_penalty)  # (B, K)
@@ -164,7 +211,7 @@ def beam_loop(
 
 
 def beam_search(
-    model: keras.Model,
+    model: Seq2SeqTransformer,
     encoder_token_ids,
     *,
     start_token_id: int,
@@ -190,8 +237,8 @@ def beam_search(
     `greedy_search`; under torch the loop runs eagerly).
 
     Args:
-        model: a model from `build_seq2seq_transformer` (also reloaded from
-            a `.keras` file).
+        model: a `Seq2SeqTransformer` (also reloaded from a `.keras` file);
+            any other model raises a ValueError.
         encoder_token_ids: int (B, S) source token ids, 0 = padding; ids
             outside the source vocabulary raise a ValueError.
         start_token_id: the token that starts every target, not returned.
@@ -220,21 +267,10 @@ def beam_search(
     Reference:
         Vaswani et al., 2017, section 6.1; Wu et al., 2016, section 7.
     """
-    decoder = model_decoder(model)
-    encoder_token_ids = check_encoder_token_ids(encoder_token_ids, decoder)
-    check_settings(decoder, start_token_id, end_token_id, max_length)
-    check_positive_int("beam_size", beam_size)
-    if beam_size >= decoder.vocabulary_size:
-        raise ValueError(
-            f"`beam_size` must be below the target vocabulary size "
-            f"({decoder.vocabulary_size}, of which id 0 is padding). "
-            f"Received: beam_size={beam_size}"
-        )
-    if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)):
-        raise ValueError(
-            f"`length_penalty` must be a number (alpha, 0.6 in the paper). "
-            f"Received: length_penalty={length_penalty!r}"
-        )
+    model = check_model(model)
+    encoder_token_ids = check_encoder_token_ids(encoder_token_ids, model)
+    check_settings(model, start_token_id, end_token_id, max_length)
+    check_beam_settings(beam_size, length_penalty, model.target_vocabulary_size)
     search = compiled_search(
         model,
         beam_loop,

@@ -1,6 +1,6 @@
 """Sampling with temperature, top-k and top-p, key/value caches and XLA.
 
-Shape letters: B batch, S source length, L max_length, V target vocabulary.
+Shape letters: see `keras_transformer` (B, S, M, V).
 """
 
 import random
@@ -8,21 +8,17 @@ import random
 import keras
 from keras import ops
 
-from keras_transformer.decoding.cached_decoder import CachedSeq2SeqDecoder
 from keras_transformer.decoding.greedy import token_loop
 from keras_transformer.decoding.search_utils import (
     EXCLUDED_LOGIT,
     Tensor,
     check_encoder_token_ids,
+    check_model,
     check_settings,
     compiled_search,
-    model_decoder,
 )
-from keras_transformer.layers.validation import check_positive_int
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+from keras_transformer.layers.validation import check_number, check_positive_int
+from keras_transformer.models import Seq2SeqTransformer
 
 
 def filter_logits(logits, temperature, top_k, top_p):
@@ -70,7 +66,7 @@ def _categorical(logits: Tensor, seed: Tensor, index: Tensor) -> Tensor:
 
 
 def sample_loop(
-    decoder: CachedSeq2SeqDecoder,
+    model: Seq2SeqTransformer,
     encoder_token_ids: Tensor,
     seed: Tensor,
     *,
@@ -86,21 +82,20 @@ def sample_loop(
     `(seed, step)`.
 
     Args:
-        decoder: the model's `CachedSeq2SeqDecoder`.
+        model: a `Seq2SeqTransformer`.
         encoder_token_ids: int32 (B, S).
         seed: int32 scalar.
         start_token_id, end_token_id, max_length, temperature, top_k, top_p:
             as `sample`.
 
     Returns:
-        `(tokens, num_steps)` as `greedy_loop`.
+        `(tokens, scores, num_steps)` as `greedy_loop`.
 
     Example:
-    >>> decoder = CachedSeq2SeqDecoder(model)
-    >>> decode = tf.function(lambda ids, seed: sample_loop(decoder, ids, seed,
+    >>> decode = tf.function(lambda ids, seed: sample_loop(model, ids, seed,
     ...     start_token_id=1, end_token_id=2, max_length=10, temperature=1.0,
     ...     top_k=5, top_p=None))
-    >>> tokens, num_steps = decode(tf.constant([[5, 6, 7, 0]]), tf.constant(0))
+    >>> tokens, scores, num_steps = decode(tf.constant([[5, 6, 7, 0]]), tf.constant(0))
     >>> tokens.shape
     TensorShape([1, 10])
     """
@@ -110,7 +105,7 @@ def sample_loop(
         return _categorical(logits, seed, index)  # (B,)
 
     return token_loop(
-        decoder,
+        model,
         encoder_token_ids,
         choose_tokens,
         start_token_id=start_token_id,
@@ -120,7 +115,7 @@ def sample_loop(
 
 
 def sample(
-    model: keras.Model,
+    model: Seq2SeqTransformer,
     encoder_token_ids,
     *,
     start_token_id: int,
@@ -130,7 +125,7 @@ def sample(
     top_k: int | None = None,
     top_p: float | None = None,
     seed: int | None = None,
-) -> Tensor:
+) -> tuple[Tensor, Tensor]:
     """Translates a batch by sampling each token from the model.
 
     The next-token distribution is the softmax of the logits divided by
@@ -143,7 +138,7 @@ def sample(
     seed gives different tokens under TensorFlow, JAX and torch.
 
     Args:
-        model: a model from `build_seq2seq_transformer`.
+        model: a `Seq2SeqTransformer`.
         encoder_token_ids: int (B, S) source token ids, 0 = padding; ids
             outside the source vocabulary raise a ValueError.
         start_token_id: the token that starts every target, not returned.
@@ -157,29 +152,29 @@ def sample(
             `random` (seeded by `keras.utils.set_random_seed`).
 
     Returns:
-        int32 (B, T) token ids as `greedy_search`: T <= max_length, the end
-        token included, 0 after it.
+        `(tokens, scores)` as `greedy_search`: int32 (B, T) token ids,
+        T <= max_length, the end token included, 0 after it; float32 (B,)
+        their total log-probability under the model (before temperature
+        and filtering).
 
     Example:
     >>> model = build_seq2seq_transformer(30, 30, num_layers=1, hidden_dim=16,
     ...     num_heads=2, intermediate_dim=32)
     >>> source = np.array([[5, 6, 7, 0]], "int32")
-    >>> tokens = sample(model, source, start_token_id=1, end_token_id=2,
+    >>> tokens, scores = sample(model, source, start_token_id=1, end_token_id=2,
     ...     max_length=10, top_k=5, seed=0)
     >>> tokens.shape[1] <= 10
     True
     """
-    decoder = model_decoder(model)
-    encoder_token_ids = check_encoder_token_ids(encoder_token_ids, decoder)
-    check_settings(decoder, start_token_id, end_token_id, max_length)
-    if not _is_number(temperature) or temperature <= 0:
-        raise ValueError(
-            f"`temperature` must be a number > 0. Received: temperature={temperature!r}"
-        )
+    model = check_model(model)
+    encoder_token_ids = check_encoder_token_ids(encoder_token_ids, model)
+    check_settings(model, start_token_id, end_token_id, max_length)
+    check_number("temperature", temperature, greater_than=0)
     if top_k is not None:
         check_positive_int("top_k", top_k)
-        top_k = min(top_k, decoder.vocabulary_size)
-    if top_p is not None and (not _is_number(top_p) or not 0 < top_p <= 1):
+        top_k = min(top_k, model.target_vocabulary_size)
+    is_number = isinstance(top_p, (int, float)) and not isinstance(top_p, bool)
+    if top_p is not None and (not is_number or not 0 < top_p <= 1):
         raise ValueError(f"`top_p` must be a probability in (0, 1]. Received: top_p={top_p!r}")
     if seed is None:
         seed = random.randrange(2**31)
@@ -195,5 +190,6 @@ def sample(
         top_k=top_k,
         top_p=None if top_p is None else float(top_p),
     )
-    tokens, num_steps = search(encoder_token_ids, ops.convert_to_tensor(seed % 2**31, "int32"))
-    return tokens[:, :num_steps]
+    seed = ops.convert_to_tensor(seed % 2**31, "int32")
+    tokens, scores, num_steps = search(encoder_token_ids, seed)
+    return tokens[:, :num_steps], scores

@@ -5,11 +5,9 @@ The searches are written with `keras.ops`, so one implementation runs
 under every supported backend; only the compiler differs (see
 `compiled_search`).
 
-Shape letters: B batch, K beams, S source length, L max_length,
-V target vocabulary.
+Shape letters: see `keras_transformer` (B, K, S, M, V).
 """
 
-import functools
 import numbers
 import weakref
 from typing import Any
@@ -18,8 +16,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_transformer.decoding.cached_decoder import CachedSeq2SeqDecoder
 from keras_transformer.layers.validation import check_positive_int
+from keras_transformer.models import Seq2SeqTransformer, check_seq2seq_model
 
 # Logit of a token that must not be chosen: finite, so that a row where
 # every token is excluded still gives finite softmaxes instead of NaN.
@@ -30,29 +28,27 @@ Tensor = Any
 
 SUPPORTED_BACKENDS = ("tensorflow", "jax", "torch")
 
-# model -> (its CachedSeq2SeqDecoder, {(search, settings): compiled search}).
-# The decoder and the compiled searches hold the model's layers, never the
-# model itself, so an entry goes away with its model.
-_CACHE = weakref.WeakKeyDictionary()
+# model -> {(search, settings): compiled search}. The compiled searches reach
+# the model through a weak reference, so an entry goes away with its model.
+_COMPILED = weakref.WeakKeyDictionary()
 
 
-def model_decoder(model: keras.Model) -> CachedSeq2SeqDecoder:
-    """The `CachedSeq2SeqDecoder` of `model`, built once per model."""
+def check_model(model) -> Seq2SeqTransformer:
+    """`model` if the searches can decode it under this backend; else a ValueError."""
+    model = check_seq2seq_model(model, "Decoding")
     backend = keras.backend.backend()
     if backend not in SUPPORTED_BACKENDS:
         raise ValueError(
             "The searches run under the TensorFlow, JAX and torch backends; "
             f"the Keras backend is '{backend}'. Set KERAS_BACKEND to one of "
             f"{SUPPORTED_BACKENDS} before importing Keras, or decode step by "
-            "step with `CachedSeq2SeqDecoder`."
+            "step with `model.decode_step`."
         )
-    if model not in _CACHE:
-        _CACHE[model] = (CachedSeq2SeqDecoder(model), {})
-    return _CACHE[model][0]
+    return model
 
 
-def compiled_search(model: keras.Model, search, **settings):
-    """`search(decoder, *tensors, **settings)`, compiled for the backend.
+def compiled_search(model: Seq2SeqTransformer, search, **settings):
+    """`search(model, *tensors, **settings)`, compiled for the backend.
 
     TensorFlow: `tf.function(jit_compile=True)`, the XLA program the export
     also traces. JAX: `jax.jit`, with the model's variables passed as
@@ -61,15 +57,19 @@ def compiled_search(model: keras.Model, search, **settings):
     once per input shape, so repeated calls with the same shapes reuse the
     XLA program.
     """
-    decoder = model_decoder(model)
-    searches = _CACHE[model][1]
+    searches = _COMPILED.setdefault(model, {})
     settings = {
         name: int(value) if isinstance(value, numbers.Integral) else value
         for name, value in settings.items()
     }
     key = (search, tuple(sorted(settings.items())))
     if key not in searches:
-        searches[key] = _compile(functools.partial(search, decoder, **settings), model.variables)
+        model_reference = weakref.ref(model)
+
+        def run(*tensors):
+            return search(model_reference(), *tensors, **settings)
+
+        searches[key] = _compile(run, model.variables)
     return searches[key]
 
 
@@ -107,11 +107,11 @@ def _jax_jit(function, variables):
 
 
 def check_encoder_token_ids(
-    encoder_token_ids, decoder: CachedSeq2SeqDecoder | None = None
+    encoder_token_ids, model: Seq2SeqTransformer | None = None
 ) -> Tensor:
     """Converts to an int32 (B, S) tensor, or raises a ValueError.
 
-    With `decoder`, also checks the ids against the model: S >= 1, ids in
+    With `model`, also checks the ids against it: S >= 1, ids in
     [0, source vocabulary size) (when their values are known, outside a
     `tf.function` or `jax.jit`), and S within a learned position table.
     Inside the XLA loop an out-of-range id would read a clamped embedding
@@ -131,8 +131,8 @@ def check_encoder_token_ids(
             f"{dtype}. Cast them to int32 (0 = padding)."
         )
     ids = ops.cast(ids, "int32")
-    if decoder is not None:
-        _check_ids_fit_model(ids, decoder)
+    if model is not None:
+        _check_ids_fit_model(ids, model)
     return ids
 
 
@@ -152,14 +152,14 @@ def _known_values(ids: Tensor) -> np.ndarray | None:
     return ops.convert_to_numpy(ids)
 
 
-def _check_ids_fit_model(ids: Tensor, decoder: CachedSeq2SeqDecoder) -> None:
+def _check_ids_fit_model(ids: Tensor, model: Seq2SeqTransformer) -> None:
     source_length = ids.shape[1]
     if source_length == 0:
         raise ValueError(
             "`encoder_token_ids` must hold at least one token per row (source "
             f"tokens then the end token); received shape {tuple(ids.shape)}."
         )
-    limit = decoder.max_source_length
+    limit = model.max_source_length
     if limit is not None and source_length is not None and source_length > limit:
         raise ValueError(
             f"The model has learned source positions for {limit} tokens "
@@ -168,7 +168,7 @@ def _check_ids_fit_model(ids: Tensor, decoder: CachedSeq2SeqDecoder) -> None:
         )
     values = _known_values(ids)
     if values is not None and values.size > 0:
-        vocabulary_size = decoder.source_vocabulary_size
+        vocabulary_size = model.source_vocabulary_size
         lowest, highest = int(values.min()), int(values.max())
         if lowest < 0 or highest >= vocabulary_size:
             raise ValueError(
@@ -179,13 +179,13 @@ def _check_ids_fit_model(ids: Tensor, decoder: CachedSeq2SeqDecoder) -> None:
 
 
 def check_settings(
-    decoder: CachedSeq2SeqDecoder,
+    model: Seq2SeqTransformer,
     start_token_id: int,
     end_token_id: int | None,
     max_length: int,
 ) -> None:
     """Checks the settings every search shares against the model."""
-    vocabulary_size = decoder.vocabulary_size
+    vocabulary_size = model.target_vocabulary_size
     token_ids = {"start_token_id": start_token_id, "end_token_id": end_token_id}
     for name, value in token_ids.items():
         if value is None and name == "end_token_id":
@@ -198,11 +198,12 @@ def check_settings(
                 f"Received: {name}={value!r}"
             )
     check_positive_int("max_length", max_length)
-    if decoder.max_decoding_length is not None and max_length > decoder.max_decoding_length:
+    limit = model.max_target_length
+    if limit is not None and max_length > limit:
         raise ValueError(
-            f"The model has learned target positions for {decoder.max_decoding_length} "
+            f"The model has learned target positions for {limit} "
             f"tokens (`max_sequence_length`), so `max_length` can be at most "
-            f"{decoder.max_decoding_length}. Received: max_length={max_length}"
+            f"{limit}. Received: max_length={max_length}"
         )
 
 
@@ -235,11 +236,11 @@ def write_position(tokens, index, values):
     fixed and converts to TFLite builtins.
 
     Args:
-        tokens: int32 (..., L).
+        tokens: int32 (..., M).
         index: int32 scalar.
         values: int32 (...).
     """
-    at_index = ops.equal(ops.arange(ops.shape(tokens)[-1]), index)  # (L,)
+    at_index = ops.equal(ops.arange(ops.shape(tokens)[-1]), index)  # (M,)
     return ops.where(at_index, values[..., None], tokens)
 
 
@@ -248,3 +249,10 @@ def is_end(token_ids, end_token_id):
     if end_token_id is None:
         return ops.zeros_like(token_ids, dtype="bool")
     return ops.equal(token_ids, end_token_id)
+
+
+def log_probabilities(logits, token_ids):
+    """float32 (...) log-softmax of logits (..., V) at int32 `token_ids` (...)."""
+    is_chosen = ops.equal(ops.arange(ops.shape(logits)[-1]), token_ids[..., None])  # (..., V)
+    chosen = ops.sum(ops.where(is_chosen, logits, 0.0), axis=-1)  # (...)
+    return chosen - ops.logsumexp(logits, axis=-1)

@@ -1,18 +1,18 @@
 """In-graph input cleanup and the settings checks the exports share.
 
-Shape letters: B batch, S source length, L max_output_length.
+Shape letters: see `keras_transformer` (B, S).
 
 Every function here is TensorFlow graph code (or a pure Python check), so the
 SavedModel serves the same cleanup the tests exercise.
 """
 
-import keras
 import keras_hub
 import tensorflow as tf
 
 from keras_transformer.data.tokenizers import END_ID, PAD_ID, UNK_ID
-from keras_transformer.decoding import CachedSeq2SeqDecoder
-from keras_transformer.layers.validation import check_positive_int
+from keras_transformer.decoding.beam import check_beam_settings
+from keras_transformer.layers.validation import check_choice, check_positive_int
+from keras_transformer.models import Seq2SeqTransformer
 
 DECODINGS = ("greedy", "beam")
 
@@ -91,20 +91,15 @@ def clean_token_ids(
     return tf.where(too_long[:, None] & last, END_ID, ids)
 
 
-def check_model(model: keras.Model) -> CachedSeq2SeqDecoder:
-    """The model's `CachedSeq2SeqDecoder`; a ValueError naming what was received
-    for anything but a model from `build_seq2seq_transformer`."""
-    return CachedSeq2SeqDecoder(model)
-
-
-def check_lengths(model: keras.Model, max_input_length, max_output_length) -> tuple[int, int]:
+def check_lengths(
+    model: Seq2SeqTransformer, max_input_length, max_output_length
+) -> tuple[int, int]:
     """The lengths to export, defaulting to the model's `max_sequence_length`.
 
     Learned position tables cap the lengths at their size; sinusoidal
     encodings do not, but the model never saw longer sequences in training.
     """
-    encoder_embedding = model.get_layer("encoder_embedding")
-    decoder_embedding = model.get_layer("decoder_embedding")
+    encoder_embedding, decoder_embedding = model.encoder_embedding, model.decoder_embedding
     if max_input_length is None:
         max_input_length = encoder_embedding.sequence_length
     if max_output_length is None:
@@ -116,36 +111,21 @@ def check_lengths(model: keras.Model, max_input_length, max_output_length) -> tu
             "`max_input_length` must be at least 2: one source token and [END]. "
             f"Received: max_input_length={max_input_length}"
         )
-    for name, value, embedding in (
-        ("max_input_length", max_input_length, encoder_embedding),
-        ("max_output_length", max_output_length, decoder_embedding),
+    for name, value, limit, side in (
+        ("max_input_length", max_input_length, model.max_source_length, "source"),
+        ("max_output_length", max_output_length, model.max_target_length, "target"),
     ):
-        if embedding.position_encoding == "learned" and value > embedding.sequence_length:
+        if limit is not None and value > limit:
             raise ValueError(
-                f"The model's '{embedding.name}' has learned positions for "
-                f"{embedding.sequence_length} tokens, so `{name}` can be at most "
-                f"{embedding.sequence_length}. Received: {name}={value}"
+                f"The model has learned {side} positions for {limit} tokens, so "
+                f"`{name}` can be at most {limit}. Received: {name}={value}"
             )
     return int(max_input_length), int(max_output_length)
 
 
 def check_decoding(
-    decoding: str, beam_size: int, length_penalty: float, vocabulary_size: int | None = None
+    decoding: str, beam_size: int, length_penalty: float, vocabulary_size: int
 ) -> None:
-    """Raises a ValueError for an unknown decoding or bad beam settings;
-    with `vocabulary_size` (V), a beam search needs `beam_size` < V."""
-    if decoding not in DECODINGS:
-        raise ValueError(
-            f"`decoding` must be one of {DECODINGS}. Received: decoding={decoding!r}"
-        )
-    check_positive_int("beam_size", beam_size)
-    if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)):
-        raise ValueError(
-            f"`length_penalty` must be a number (alpha, 0.6 in the paper). "
-            f"Received: length_penalty={length_penalty!r}"
-        )
-    if decoding == "beam" and vocabulary_size is not None and beam_size >= vocabulary_size:
-        raise ValueError(
-            f"`beam_size` must be below the target vocabulary size ({vocabulary_size}, "
-            f"of which id 0 is padding). Received: beam_size={beam_size}"
-        )
+    """Raises a ValueError for an unknown decoding or bad beam settings."""
+    check_choice("decoding", decoding, DECODINGS)
+    check_beam_settings(beam_size, length_penalty, vocabulary_size if decoding == "beam" else None)

@@ -1,61 +1,33 @@
 """A SavedModel for TF Serving: strings in, translations out.
 
-Shape letters: B batch, S source length, T output length, L max_output_length,
-K beams, V target vocabulary.
+Shape letters: see `keras_transformer` (B, S, T, K, M, V).
 """
 
 import os
 import re
 
-import keras
 import tensorflow as tf
 
-from keras_transformer.data.tokenizers import END_ID, PAD_ID, START_ID, detokenize_to_strings
+from keras_transformer.data.tokenizers import END_ID, START_ID, detokenize_to_strings
 from keras_transformer.data.vocabularies import (
     Vocabulary,
     check_tokenizer,
     load_vocabulary_file,
     make_tokenizer,
 )
-from keras_transformer.decoding import CachedSeq2SeqDecoder
 from keras_transformer.decoding.beam import beam_loop
 from keras_transformer.decoding.greedy import greedy_loop
 from keras_transformer.export.files import atomic_directory, check_target
 from keras_transformer.export.preprocessing import (
     check_decoding,
     check_lengths,
-    check_model,
     clean_text,
     clean_token_ids,
     source_token_ids,
 )
-from keras_transformer.models import DECODER_INPUT, ENCODER_INPUT
+from keras_transformer.models import ENCODER_INPUT, Seq2SeqTransformer, check_seq2seq_model
 
 TEXT_INPUT = "text"
-
-
-def sequence_log_probs(model: keras.Model, encoder_token_ids, token_ids):
-    """Total log-probability of each row of `token_ids` given its source,
-    from one teacher-forced pass of the full model.
-
-    Args:
-        model: a model from `build_seq2seq_transformer`.
-        encoder_token_ids: int32 (B, S).
-        token_ids: int32 (B, T) decoded tokens, 0 after each row's end token.
-
-    Returns:
-        float32 (B,), the sum over the non-padding tokens (the end token
-        included) of their log-probabilities.
-    """
-    starts = tf.fill((tf.shape(token_ids)[0], 1), START_ID)  # (B, 1)
-    decoder_token_ids = tf.concat([starts, token_ids[:, :-1]], axis=1)  # (B, T)
-    logits = model(
-        {ENCODER_INPUT: encoder_token_ids, DECODER_INPUT: decoder_token_ids}, training=False
-    )  # (B, T, V)
-    log_probs = tf.gather(
-        tf.nn.log_softmax(tf.cast(logits, tf.float32)), token_ids, batch_dims=2
-    )  # (B, T)
-    return tf.reduce_sum(tf.where(token_ids != PAD_ID, log_probs, 0.0), axis=1)
 
 
 class _Translator:
@@ -67,11 +39,9 @@ class _Translator:
 
     def __init__(self, model, source_tokenizer, target_tokenizer, settings):
         self.model = model
-        self.decoder = CachedSeq2SeqDecoder(model)
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
         self.settings = settings
-        self.source_vocabulary_size = model.get_layer("encoder_embedding").vocabulary_size
 
     def decode(self, encoder_token_ids):
         """int32 (B, S) -> int32 (B, T) tokens and float32 (B,) scores."""
@@ -83,21 +53,25 @@ class _Translator:
         }
         if settings["decoding"] == "beam":
             tokens, scores, num_steps = beam_loop(
-                self.decoder,
+                self.model,
                 encoder_token_ids,
                 beam_size=settings["beam_size"],
                 length_penalty=settings["length_penalty"],
                 **common,
-            )  # (B, K, L), (B, K)
-            return tokens[:, 0, : tf.maximum(num_steps, 1)], scores[:, 0]
-        tokens, num_steps = greedy_loop(self.decoder, encoder_token_ids, **common)  # (B, L)
+            )  # (B, K, M), (B, K)
+            tokens, scores = tokens[:, 0], scores[:, 0]  # (B, M), (B,)
+        else:
+            tokens, scores, num_steps = greedy_loop(
+                self.model, encoder_token_ids, **common
+            )  # (B, M), (B,)
         # At least one column: an empty batch runs no step.
-        tokens = tokens[:, : tf.maximum(num_steps, 1)]  # (B, T)
-        return tokens, sequence_log_probs(self.model, encoder_token_ids, tokens)
+        return tokens[:, : tf.maximum(num_steps, 1)], scores  # (B, T), (B,)
 
     def translate_ids(self, encoder_token_ids):
         encoder_token_ids = clean_token_ids(
-            encoder_token_ids, self.source_vocabulary_size, self.settings["max_input_length"]
+            encoder_token_ids,
+            self.model.source_vocabulary_size,
+            self.settings["max_input_length"],
         )
         tokens, scores = self.decode(encoder_token_ids)
         return {"token_ids": tokens, "scores": scores}
@@ -128,18 +102,17 @@ def _tokenizer(vocabulary, tokenizer: str, lowercase: bool, name: str):
         raise ValueError(f"`{name}`: {error}") from None
 
 
-def _check_vocabulary_size(model, tokenizer, name, layer_name):
-    model_size = model.get_layer(layer_name).vocabulary_size
+def _check_vocabulary_size(tokenizer, name: str, model_size: int, side: str) -> None:
     if tokenizer.vocabulary_size() != model_size:
         raise ValueError(
-            f"`{name}` has {tokenizer.vocabulary_size()} tokens but the model's '{layer_name}' "
-            f"embeds {model_size} ids; they must be equal. Pass the vocabulary the "
+            f"`{name}` has {tokenizer.vocabulary_size()} tokens but the model's {side} "
+            f"embedding has {model_size} ids; they must be equal. Pass the vocabulary the "
             "model was trained with."
         )
 
 
 def export_saved_model(
-    model: keras.Model,
+    model: Seq2SeqTransformer,
     source_vocabulary: Vocabulary | str | os.PathLike,
     target_vocabulary: Vocabulary | str | os.PathLike,
     output_dir: str | os.PathLike,
@@ -178,7 +151,7 @@ def export_saved_model(
     with any unregistered op, whichever signature uses it.
 
     Scores: greedy, the total log-probability of the output tokens ([END]
-    included); beam, the best beam's `log_prob / ((5 + length) / 6) **
+    included), summed in the decoding loop; beam, the best beam's `log_prob / ((5 + length) / 6) **
     length_penalty` as `beam_search` returns.
 
     The graph runs without XLA, for any batch size and input length. The
@@ -187,7 +160,7 @@ def export_saved_model(
     tokenizer ops) and not this package.
 
     Args:
-        model: a model from `build_seq2seq_transformer`, trained.
+        model: a `Seq2SeqTransformer`, trained.
         source_vocabulary, target_vocabulary: for "wordpiece", tokens or
             vocabulary files written by `save_vocabulary`; for
             "sentencepiece", serialized models or model files written by
@@ -223,8 +196,8 @@ def export_saved_model(
     {'translations': <tf.Tensor: ... [b'I am a student.']>, 'scores': ...}
     """
     check_target(output_dir, overwrite)  # before the slow tracing, not only after it
-    decoder = check_model(model)
-    check_decoding(decoding, beam_size, length_penalty, decoder.vocabulary_size)
+    model = check_seq2seq_model(model, "Export")
+    check_decoding(decoding, beam_size, length_penalty, model.target_vocabulary_size)
     if not isinstance(target_language, str) or not re.fullmatch("[a-z]{2,3}", target_language):
         raise ValueError(
             "`target_language` must be a lowercase language code of two or three "
@@ -236,8 +209,12 @@ def export_saved_model(
     check_tokenizer(tokenizer)
     source_tokenizer = _tokenizer(source_vocabulary, tokenizer, lowercase, "source_vocabulary")
     target_tokenizer = _tokenizer(target_vocabulary, tokenizer, lowercase, "target_vocabulary")
-    _check_vocabulary_size(model, source_tokenizer, "source_vocabulary", "encoder_embedding")
-    _check_vocabulary_size(model, target_tokenizer, "target_vocabulary", "decoder_embedding")
+    _check_vocabulary_size(
+        source_tokenizer, "source_vocabulary", model.source_vocabulary_size, "source"
+    )
+    _check_vocabulary_size(
+        target_tokenizer, "target_vocabulary", model.target_vocabulary_size, "target"
+    )
     translator = _Translator(
         model,
         source_tokenizer,

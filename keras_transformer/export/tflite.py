@@ -1,7 +1,7 @@
 """A TFLite (LiteRT) model with builtin ops only, for phones: ids in, ids out.
 
-Shape letters: N the exported batch size, S max_input_length,
-L max_output_length, H heads, Dh head dim, V target vocabulary.
+Shape letters: see `keras_transformer`; here N is the exported batch size,
+S max_input_length and M max_output_length.
 """
 
 import os
@@ -14,36 +14,49 @@ from tensorflow.python.framework.convert_to_constants import (
 )
 
 from keras_transformer.data.tokenizers import END_ID, START_ID
-from keras_transformer.decoding import CachedSeq2SeqDecoder
 from keras_transformer.decoding.beam import beam_loop
 from keras_transformer.decoding.greedy import greedy_loop
 from keras_transformer.export.files import write_bytes_atomic
-from keras_transformer.export.preprocessing import check_decoding, check_lengths, check_model
+from keras_transformer.export.preprocessing import check_decoding, check_lengths
 from keras_transformer.layers.validation import check_positive_int
+from keras_transformer.models import Seq2SeqTransformer, check_seq2seq_model
 
 QUANTIZATIONS = ("none", "float16", "dynamic_range")
 TRANSLATE, ENCODE, DECODE_STEP = "translate", "encode", "decode_step"
 
 
-def _cache_names(prefix: str, count: int) -> list[str]:
-    return [f"{prefix}_{index}" for index in range(count)]
+def _cache_names(prefix: str, cache: tuple) -> list[str]:
+    """`prefix_0`, `prefix_1`, ...: the keys, then the values, block by block."""
+    return [f"{prefix}_{index}" for index in range(2 * len(cache))]
 
 
-def _signature_functions(decoder: CachedSeq2SeqDecoder, settings: dict) -> dict:
+def _named(names: list[str], cache: tuple) -> dict:
+    """Per-block `(keys, values)` pairs as a flat dict of named tensors."""
+    return dict(zip(names, (part for pair in cache for part in pair)))
+
+
+def _cache(names: list[str], tensors: dict) -> tuple:
+    """The per-block `(keys, values)` pairs of the named tensors, in order."""
+    flat = [tensors[name] for name in names]
+    return tuple(zip(flat[0::2], flat[1::2]))
+
+
+def _signature_functions(model: Seq2SeqTransformer, settings: dict) -> dict:
     """The three graph functions of the .tflite, each taking and returning
     a flat dict of named tensors with fixed shapes.
 
-    The cache shapes are read from the decoder itself, so the signatures
+    The cache shapes are read from the model itself, so the signatures
     follow its cache layout.
     """
     batch_size = settings["batch_size"]
     source_spec = tf.TensorSpec(
         (batch_size, settings["max_input_length"]), tf.int32, name="encoder_token_ids"
     )
-    cross_caches, padding_mask = decoder.encode(tf.ones(source_spec.shape, tf.int32))
-    self_caches = decoder.init_self_attention_caches(batch_size, settings["max_output_length"])
-    self_names = _cache_names("self_attention_cache", len(self_caches))
-    cross_names = _cache_names("cross_attention_cache", len(cross_caches))
+    encoder_outputs, padding_mask = model.encode(tf.ones(source_spec.shape, tf.int32))
+    cross_cache = model.compute_cross_attention_cache(encoder_outputs)
+    self_cache = model.init_self_attention_cache(batch_size, settings["max_output_length"])
+    self_names = _cache_names("self_attention_cache", self_cache)
+    cross_names = _cache_names("cross_attention_cache", cross_cache)
     common = {
         "start_token_id": START_ID,
         "end_token_id": END_ID,
@@ -53,29 +66,30 @@ def _signature_functions(decoder: CachedSeq2SeqDecoder, settings: dict) -> dict:
     def translate(encoder_token_ids):
         if settings["decoding"] == "beam":
             tokens, scores, num_steps = beam_loop(
-                decoder,
+                model,
                 encoder_token_ids,
                 beam_size=settings["beam_size"],
                 length_penalty=settings["length_penalty"],
                 **common,
-            )  # (N, K, L), (N, K)
+            )  # (N, K, M), (N, K)
             return {"token_ids": tokens[:, 0], "scores": scores[:, 0], "num_steps": num_steps}
-        tokens, num_steps = greedy_loop(decoder, encoder_token_ids, **common)  # (N, L)
-        return {"token_ids": tokens, "num_steps": num_steps}
+        tokens, scores, num_steps = greedy_loop(model, encoder_token_ids, **common)  # (N, M)
+        return {"token_ids": tokens, "scores": scores, "num_steps": num_steps}
 
     def encode(encoder_token_ids):
-        caches, mask = decoder.encode(encoder_token_ids)
-        return {"encoder_padding_mask": mask, **dict(zip(cross_names, caches))}
+        encoder_outputs, mask = model.encode(encoder_token_ids)
+        cache = model.compute_cross_attention_cache(encoder_outputs)
+        return {"encoder_padding_mask": mask, **_named(cross_names, cache)}
 
     def decode_step(inputs):
-        logits, caches = decoder.step(
-            inputs["token_ids"],
+        logits, cache = model.decode_step(
+            inputs["token_ids"][:, None],
             inputs["index"],
-            tuple(inputs[name] for name in self_names),
-            tuple(inputs[name] for name in cross_names),
+            _cache(self_names, inputs),
+            _cache(cross_names, inputs),
             inputs["encoder_padding_mask"],
-        )  # (N, V)
-        return {"logits": logits, **dict(zip(self_names, caches))}
+        )  # (N, 1, V)
+        return {"logits": logits[:, 0], **_named(self_names, cache)}
 
     def spec(name, tensor):
         return tf.TensorSpec(tensor.shape, tensor.dtype, name=name)
@@ -84,8 +98,8 @@ def _signature_functions(decoder: CachedSeq2SeqDecoder, settings: dict) -> dict:
         "token_ids": tf.TensorSpec((batch_size,), tf.int32, name="token_ids"),
         "index": tf.TensorSpec((), tf.int32, name="index"),
         "encoder_padding_mask": spec("encoder_padding_mask", padding_mask),
-        **{name: spec(name, cache) for name, cache in zip(self_names, self_caches)},
-        **{name: spec(name, cache) for name, cache in zip(cross_names, cross_caches)},
+        **{name: spec(name, part) for name, part in _named(self_names, self_cache).items()},
+        **{name: spec(name, part) for name, part in _named(cross_names, cross_cache).items()},
     }
     return {
         TRANSLATE: (translate, [source_spec]),
@@ -138,7 +152,7 @@ def _converter(saved_model_dir: str, quantization: str) -> tf.lite.TFLiteConvert
 
 
 def export_tflite(
-    model: keras.Model,
+    model: Seq2SeqTransformer,
     output_path: str | os.PathLike,
     *,
     quantization: str = "none",
@@ -154,18 +168,18 @@ def export_tflite(
     The model uses TFLite builtin ops only (no Select TF ops, no Flex
     delegate) and fixed shapes: N = `batch_size` rows of S =
     `max_input_length` source ids (source tokens then [END] = 3, padded
-    with 0, as in training) and L = `max_output_length` output tokens.
+    with 0, as in training) and M = `max_output_length` output tokens.
     Tokenization is the client's job, with the run's vocabulary files (WordPiece
     text files or SentencePiece models).
     Three signatures share the weights:
 
     - "translate": `encoder_token_ids` int32 (N, S) -> `token_ids` int32
-      (N, L), each row ended by [END] then 0, and `num_steps` int32 ()
-      (the steps run: later columns are 0); with `decoding="beam"` also
-      `scores` float32 (N,).
+      (N, M), each row ended by [END] then 0, `scores` float32 (N,) (as
+      `greedy_search` or `beam_search` give them), and `num_steps` int32 ()
+      (the steps run: later columns are 0).
     - "encode": `encoder_token_ids` -> `encoder_padding_mask` bool (N, S)
-      and `cross_attention_cache_{i}` float32, the caches of
-      `CachedSeq2SeqDecoder.encode` in its order.
+      and `cross_attention_cache_{i}` float32, the keys then the values of
+      each decoder block (`Seq2SeqTransformer.compute_cross_attention_cache`).
     - "decode_step": `token_ids` int32 (N,) (the token at position
       `index`, [START] = 2 first), `index` int32 (), `self_attention_cache_{i}`
       (zeros at index 0), and the outputs of "encode" -> `logits` float32
@@ -179,12 +193,12 @@ def export_tflite(
     projection); both run on any CPU.
 
     Args:
-        model: a model from `build_seq2seq_transformer`, trained.
+        model: a `Seq2SeqTransformer`, trained.
         output_path: the .tflite file to write (atomically, replacing it).
         quantization: "none", "float16" or "dynamic_range".
         batch_size: N.
         max_input_length: S; default the model's `max_sequence_length`.
-        max_output_length: L; default the model's `max_sequence_length`.
+        max_output_length: M; default the model's `max_sequence_length`.
         decoding: "greedy" or "beam" for the "translate" signature.
         beam_size, length_penalty: the beam search's settings.
 
@@ -205,8 +219,8 @@ def export_tflite(
             f"quantization={quantization!r}"
         )
     check_positive_int("batch_size", batch_size)
-    decoder = check_model(model)
-    check_decoding(decoding, beam_size, length_penalty, decoder.vocabulary_size)
+    model = check_seq2seq_model(model, "Export")
+    check_decoding(decoding, beam_size, length_penalty, model.target_vocabulary_size)
     max_input_length, max_output_length = check_lengths(
         model, max_input_length, max_output_length
     )
@@ -218,7 +232,7 @@ def export_tflite(
         "beam_size": int(beam_size),
         "length_penalty": float(length_penalty),
     }
-    functions = _signature_functions(decoder, settings)
+    functions = _signature_functions(model, settings)
     signatures = {
         name: _frozen_signature(function, input_signature)
         for name, (function, input_signature) in functions.items()

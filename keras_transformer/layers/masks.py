@@ -1,6 +1,6 @@
 """Pure helpers that build boolean attention masks (True = may attend).
 
-Shape letters: B batch, T query length, S key length, L cache length.
+Shape letters: see `keras_transformer`; here T is the query length and S the key length.
 """
 
 import functools
@@ -42,10 +42,10 @@ def cache_padding_mask(padding_mask, cache_length, cache_update_index):
     padded one); entries after the update are hidden by the causal mask.
 
     Returns:
-        Boolean tensor of shape (B, L).
+        Boolean tensor of shape (B, M).
     """
     padding_mask = ops.cast(padding_mask, "bool")
-    all_real = ops.ones((ops.shape(padding_mask)[0], cache_length), "bool")  # (B, L)
+    all_real = ops.ones((ops.shape(padding_mask)[0], cache_length), "bool")  # (B, M)
     return ops.slice_update(all_real, (0, cache_update_index), padding_mask)
 
 

@@ -76,9 +76,9 @@ def _check_call_arguments(value, return_attention_scores, cache, cache_update_in
     if cache is not None and not (isinstance(cache, (tuple, list)) and len(cache) == 2):
         raise ValueError(
             "`cache` must be a pair `(key_cache, value_cache)` of shapes "
-            "(B, H, L, Dh) and (B, H, L, Dv), from `init_cache` or "
+            "(B, H, M, Dh) and (B, H, M, Dv), from `init_cache` or "
             f"`compute_cache`; received {_describe(cache)}. (Caches were one "
-            "(B, 2, L, H, Dh) tensor before; split them into keys and values.)"
+            "(B, 2, M, H, Dh) tensor before; split them into keys and values.)"
         )
     if cache is not None and return_attention_scores:
         raise ValueError(
@@ -105,9 +105,9 @@ class MultiHeadAttention(keras.layers.Layer):
     self-attention cache the padding masks cover the T new entries; the
     other cache entries count as real (see `cache_padding_mask`).
 
-    Caches. A cache holds the projected keys and values of L positions of
-    one layer as a pair `(key_cache, value_cache)` of shapes (B, H, L, Dh)
-    and (B, H, L, Dv): two tensors, heads before positions, so that a
+    Caches. A cache holds the projected keys and values of M positions of
+    one layer as a pair `(key_cache, value_cache)` of shapes (B, H, M, Dh)
+    and (B, H, M, Dv): two tensors, heads before positions, so that a
     decoding loop updates each in place and attention reads them without
     copies (see `scaled_dot_product_attention`).
     - Self-attention while decoding: pass a fixed-length buffer (zeros from
@@ -282,7 +282,7 @@ class MultiHeadAttention(keras.layers.Layer):
                 attention_mask if cache_update_index is None else None,
             )
         if cache is not None and cache_update_index is not None:
-            key_shape = (cache[0].shape[0], cache[0].shape[2])  # (B, L)
+            key_shape = (cache[0].shape[0], cache[0].shape[2])  # (B, M)
             check_attention_mask(type(self).__name__, attention_mask, query.shape, key_shape)
         queries = self._split_heads(self.query_dense(query), self.key_dim)  # (B, H, T, Dh)
         if cache is not None and cache_update_index is None:
@@ -291,8 +291,8 @@ class MultiHeadAttention(keras.layers.Layer):
             keys, values = self._project_keys_and_values(value, key)  # (B, H, S, Dh|Dv)
             if cache is not None:
                 start = (0, 0, cache_update_index, 0)
-                keys = ops.slice_update(cache[0], start, keys)  # (B, H, L, Dh)
-                values = ops.slice_update(cache[1], start, values)  # (B, H, L, Dv)
+                keys = ops.slice_update(cache[0], start, keys)  # (B, H, M, Dh)
+                values = ops.slice_update(cache[1], start, values)  # (B, H, M, Dv)
                 cache = (keys, values)
 
         query_length, key_length = ops.shape(queries)[2], ops.shape(keys)[2]

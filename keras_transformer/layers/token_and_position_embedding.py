@@ -120,6 +120,13 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         check_rank(name, argument, hidden.shape, 3)
         check_last_dim(name, argument, hidden.shape, self.embedding_dim, "`embedding_dim`")
         table = ops.cast(self.embeddings, hidden.dtype)  # (V, D)
+        if hidden.shape[1] == 1:
+            # One position per row, as in a decoding step: (V, D) @ (D, B), a
+            # plain matrix product on the stored table. XLA on CPU fuses the
+            # transposed table of `x @ table^T` into an unvectorized
+            # elementwise loop when B * T is small, the slowest op of a step.
+            logits = ops.transpose(ops.matmul(table, ops.transpose(hidden[:, 0])))  # (B, V)
+            return ops.cast(logits[:, None], "float32")  # (B, 1, V)
         # A matmul, not einsum("btd,vd->btv"): TF differentiates that einsum
         # into a far slower kernel (small train step 1.72 s -> 0.95 s, no XLA).
         logits = ops.matmul(hidden, ops.transpose(table))  # (B, T, V)

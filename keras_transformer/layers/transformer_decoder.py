@@ -8,11 +8,6 @@ from keras_transformer.layers.transformer_decoder_block import TransformerDecode
 from keras_transformer.layers.validation import check_padding_mask, check_same_batch
 
 
-def _stack_caches(caches):
-    """Per-block `(keys, values)` pairs -> one pair stacked along axis 1."""
-    return tuple(ops.stack(parts, axis=1) for parts in zip(*caches))
-
-
 def _check_sequences(layer_name, decoder_sequence, encoder_sequence, decoder_mask, encoder_mask):
     """Raises ValueError for masks or an encoder output that do not fit the
     decoder input, where the static shapes say so."""
@@ -30,33 +25,31 @@ def _check_sequences(layer_name, decoder_sequence, encoder_sequence, decoder_mas
         )
 
 
-def _block_cache(cache, index):
-    """The `(keys, values)` of block `index` from a stacked pair, or None."""
-    return None if cache is None else tuple(part[:, index] for part in cache)
-
-
 @keras.saving.register_keras_serializable(package="keras_transformer")
 class TransformerDecoder(TransformerStackBase):
     """A stack of `num_layers` `TransformerDecoderBlock`s (section 3.1).
 
     With `normalize_first=True` a final LayerNorm follows the last block.
 
-    Caches are `(keys, values)` pairs that stack the per-block keys and
-    values along axis 1 (L = `num_layers`):
-    - `self_attention_cache`: two (B, L, H, max_length, Dh), zeros from
+    Caches are tuples with one `(keys, values)` pair per block, in block
+    order (the pairs of `TransformerDecoderBlock`), so that a decoding loop
+    updates each buffer in place:
+    - `self_attention_cache`: pairs of (B, H, M, Dh) zeros from
       `init_self_attention_cache(batch_size, max_length)`, written at
       `self_attention_cache_update_index` (the position of the first query).
-    - `cross_attention_cache`: two (B, L, H, S, Dh) from
+    - `cross_attention_cache`: pairs of (B, H, S, Dh) from
       `compute_cross_attention_cache(encoder_sequence)`, once per source.
     With a `self_attention_cache` the call returns
-    `(outputs, updated_self_attention_cache)`.
+    `(outputs, updated_self_attention_cache)`; with
+    `return_cross_attention_scores=True`, `(outputs, weights)` with every
+    block's weights stacked to (B, L, H, T, S).
 
     Args:
         num_layers: L, the number of blocks.
         **block_kwargs: the arguments of `TransformerDecoderBlock`.
 
     Call arguments:
-        As `TransformerDecoderBlock`, with the stacked caches above.
+        As `TransformerDecoderBlock`, with the per-block caches above.
 
     Returns:
         (B, T, D), or `(outputs, self_attention_cache)`.
@@ -78,14 +71,12 @@ class TransformerDecoder(TransformerStackBase):
         self._build_final_norm(decoder_sequence_shape)
 
     def init_self_attention_cache(self, batch_size, max_length):
-        """`(keys, values)`, zeros of shape (B, L, H, max_length, Dh)."""
-        caches = [block.init_self_attention_cache(batch_size, max_length) for block in self.blocks]
-        return _stack_caches(caches)
+        """One `(keys, values)` pair of (B, H, max_length, Dh) zeros per block."""
+        return tuple(block.init_self_attention_cache(batch_size, max_length) for block in self.blocks)
 
     def compute_cross_attention_cache(self, encoder_sequence):
-        """Encoder `(keys, values)` of every block, each (B, L, H, S, Dh)."""
-        caches = [block.compute_cross_attention_cache(encoder_sequence) for block in self.blocks]
-        return _stack_caches(caches)
+        """One pair of encoder `(keys, values)`, each (B, H, S, Dh), per block."""
+        return tuple(block.compute_cross_attention_cache(encoder_sequence) for block in self.blocks)
 
     def call(
         self,
@@ -96,33 +87,41 @@ class TransformerDecoder(TransformerStackBase):
         self_attention_cache=None,
         self_attention_cache_update_index=None,
         cross_attention_cache=None,
+        self_attention_mask=None,
+        return_cross_attention_scores=False,
         training=None,
     ):
         decoder_padding_mask, encoder_padding_mask = self._padding_masks(
             decoder_sequence, encoder_sequence, decoder_padding_mask, encoder_padding_mask
         )
-        x = decoder_sequence
-        updated_caches = []
-        for i, block in enumerate(self.blocks):
+        no_caches = (None,) * self.num_layers
+        x, updated_caches, weights = decoder_sequence, [], []
+        for block, self_cache, cross_cache in zip(
+            self.blocks, self_attention_cache or no_caches, cross_attention_cache or no_caches
+        ):
             outputs = block(
                 x,
                 encoder_sequence,
                 decoder_padding_mask=decoder_padding_mask,
                 encoder_padding_mask=encoder_padding_mask,
-                self_attention_cache=_block_cache(self_attention_cache, i),
+                self_attention_cache=self_cache,
                 self_attention_cache_update_index=self_attention_cache_update_index,
-                cross_attention_cache=_block_cache(cross_attention_cache, i),
+                cross_attention_cache=cross_cache,
+                self_attention_mask=self_attention_mask,
+                return_cross_attention_scores=return_cross_attention_scores,
                 training=training,
             )
-            if self_attention_cache is None:
+            if self_cache is None and not return_cross_attention_scores:
                 x = outputs
             else:
-                x, block_cache = outputs
-                updated_caches.append(block_cache)
+                x, extra = outputs  # (B, T, D), a cache pair or (B, H, T, S) weights
+                (weights if return_cross_attention_scores else updated_caches).append(extra)
         x = self._finish(x)
+        if return_cross_attention_scores:
+            return x, ops.stack(weights, axis=1)  # (B, T, D), (B, L, H, T, S)
         if self_attention_cache is None:
             return x
-        return x, _stack_caches(updated_caches)
+        return x, tuple(updated_caches)
 
     def _padding_masks(
         self, decoder_sequence, encoder_sequence, decoder_padding_mask, encoder_padding_mask
@@ -141,44 +140,24 @@ class TransformerDecoder(TransformerStackBase):
         )
         return decoder_padding_mask, encoder_padding_mask
 
-    def call_with_cross_attention_scores(
+    def compute_output_spec(
         self,
         decoder_sequence,
-        encoder_sequence,
-        decoder_padding_mask=None,
-        encoder_padding_mask=None,
+        encoder_sequence=None,
+        *args,
+        self_attention_cache=None,
+        return_cross_attention_scores=False,
+        **kwargs,
     ):
-        """The inference pass of `call`, also returning every block's
-        cross-attention weights (see
-        `TransformerDecoderBlock.call_with_cross_attention_scores`).
-
-        Returns:
-            `(outputs (B, T, D), weights (B, L, H, T, S))`, blocks in order.
-
-        Example:
-        >>> decoder = TransformerDecoder(2, num_heads=2, intermediate_dim=16)
-        >>> x, y = keras.ops.ones((1, 3, 8)), keras.ops.ones((1, 5, 8))
-        >>> _ = decoder(x, y)  # builds the decoder
-        >>> outputs, weights = decoder.call_with_cross_attention_scores(x, y)
-        >>> tuple(weights.shape)
-        (1, 2, 2, 3, 5)
-        """
-        decoder_padding_mask, encoder_padding_mask = self._padding_masks(
-            decoder_sequence, encoder_sequence, decoder_padding_mask, encoder_padding_mask
-        )
-        x = decoder_sequence
-        weights = []
-        for block in self.blocks:
-            x, block_weights = block.call_with_cross_attention_scores(
-                x, encoder_sequence, decoder_padding_mask, encoder_padding_mask
-            )  # (B, T, D), (B, H, T, S)
-            weights.append(block_weights)
-        return self._finish(x), ops.stack(weights, axis=1)  # (B, T, D), (B, L, H, T, S)
-
-    def compute_output_spec(self, decoder_sequence, *args, self_attention_cache=None, **kwargs):
         outputs = keras.KerasTensor(decoder_sequence.shape, self.compute_dtype)
+        if return_cross_attention_scores:
+            batch_size, length = decoder_sequence.shape[:2]
+            heads = self.blocks[0].num_heads
+            shape = (batch_size, self.num_layers, heads, length, encoder_sequence.shape[1])
+            return outputs, keras.KerasTensor(shape, self.compute_dtype)
         if self_attention_cache is None:
             return outputs
         return outputs, tuple(
-            keras.KerasTensor(part.shape, part.dtype) for part in self_attention_cache
+            tuple(keras.KerasTensor(part.shape, part.dtype) for part in pair)
+            for pair in self_attention_cache
         )

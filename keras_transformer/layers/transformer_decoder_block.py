@@ -16,14 +16,16 @@ class TransformerDecoderBlock(TransformerBlockBase):
 
     Caches for fast decoding (see `MultiHeadAttention` for the layout):
     - `self_attention_cache`: `(key_cache, value_cache)` buffers of shape
-      (B, H, L, Dh) holding earlier steps' keys and values, from
+      (B, H, M, Dh) holding earlier steps' keys and values, from
       `init_self_attention_cache`, updated at
       `self_attention_cache_update_index`, the position of the first query.
     - `cross_attention_cache`: `(keys, values)` of shape (B, H, S, Dh) from
       `compute_cross_attention_cache(encoder_sequence)`, computed once per
       source; `encoder_sequence` may then be None.
     With a `self_attention_cache` the block returns
-    `(outputs, updated_self_attention_cache)`.
+    `(outputs, updated_self_attention_cache)`; with
+    `return_cross_attention_scores=True` (no caches, for inspection) it
+    returns `(outputs, weights)`, the (B, H, T, S) cross-attention weights.
 
     Args:
         Those of `TransformerEncoderBlock`.
@@ -36,14 +38,16 @@ class TransformerDecoderBlock(TransformerBlockBase):
             `encoder_sequence`.
         self_attention_cache, self_attention_cache_update_index,
         cross_attention_cache: see above.
-        self_attention_mask: optional boolean (B, T, T), or (B, T, L) over
+        self_attention_mask: optional boolean (B, T, T), or (B, T, M) over
             the self-attention cache; True where a query may attend. It
             narrows the causal mask, which always applies (beam search uses
             it to keep each beam to its own history).
+        return_cross_attention_scores: also return the cross-attention
+            weights; each row sums to 1 and is 0 at encoder padding.
         training: enables dropout.
 
     Returns:
-        (B, T, D), or `(outputs, self_attention_cache)`.
+        (B, T, D), `(outputs, self_attention_cache)` or `(outputs, weights)`.
 
     Example:
     >>> block = TransformerDecoderBlock(num_heads=2, intermediate_dim=16)
@@ -91,12 +95,18 @@ class TransformerDecoderBlock(TransformerBlockBase):
         self_attention_cache_update_index=None,
         cross_attention_cache=None,
         self_attention_mask=None,
+        return_cross_attention_scores=False,
         training=None,
     ):
         if encoder_sequence is None and cross_attention_cache is None:
             raise ValueError(
                 f"{type(self).__name__} needs `encoder_sequence` or a "
                 "`cross_attention_cache`; received neither."
+            )
+        if return_cross_attention_scores and cross_attention_cache is not None:
+            raise ValueError(
+                "`return_cross_attention_scores=True` cannot be combined with a "
+                "`cross_attention_cache`; pass `encoder_sequence` to read the weights."
             )
         if decoder_padding_mask is None:
             decoder_padding_mask = get_keras_mask(decoder_sequence)
@@ -128,7 +138,16 @@ class TransformerDecoderBlock(TransformerBlockBase):
         )
 
         y = self._normalize_first(x, self.cross_attention_norm)
-        if cross_attention_cache is None:
+        weights = None
+        if return_cross_attention_scores:
+            y, weights = self.cross_attention(
+                y,
+                encoder_sequence,
+                value_mask=encoder_padding_mask,
+                return_attention_scores=True,
+                training=training,
+            )  # (B, T, D), (B, H, T, S)
+        elif cross_attention_cache is None:
             y = self.cross_attention(
                 y, encoder_sequence, value_mask=encoder_padding_mask, training=training
             )
@@ -144,67 +163,26 @@ class TransformerDecoderBlock(TransformerBlockBase):
         x = self._add_and_normalize(
             x, y, self.feed_forward_norm, self.feed_forward_dropout, training
         )
+        if weights is not None:
+            return x, weights
         if self_attention_cache is None:
             return x
         return x, self_attention_cache
 
-    def call_with_cross_attention_scores(
+    def compute_output_spec(
         self,
         decoder_sequence,
-        encoder_sequence,
-        decoder_padding_mask=None,
-        encoder_padding_mask=None,
+        encoder_sequence=None,
+        *args,
+        self_attention_cache=None,
+        return_cross_attention_scores=False,
+        **kwargs,
     ):
-        """The inference pass of `call`, also returning the cross-attention weights.
-
-        Runs without dropout and without caches, for inspecting which source
-        positions each target position attends to (section 3.2.3). The
-        outputs equal `call(..., training=False)`. The block must be built
-        (called once, or loaded with its model).
-
-        Args:
-            decoder_sequence: (B, T, D).
-            encoder_sequence: (B, S, De).
-            decoder_padding_mask, encoder_padding_mask: as in `call`; default
-                to the Keras masks of the sequences.
-
-        Returns:
-            `(outputs (B, T, D), weights (B, H, T, S))`; each row of weights
-            sums to 1 and is 0 at encoder padding.
-
-        Example:
-        >>> block = TransformerDecoderBlock(num_heads=2, intermediate_dim=16)
-        >>> x, y = keras.ops.ones((1, 3, 8)), keras.ops.ones((1, 5, 8))
-        >>> _ = block(x, y)  # builds the block
-        >>> outputs, weights = block.call_with_cross_attention_scores(x, y)
-        >>> tuple(weights.shape)
-        (1, 2, 3, 5)
-        """
-        if decoder_padding_mask is None:
-            decoder_padding_mask = get_keras_mask(decoder_sequence)
-        if encoder_padding_mask is None:
-            encoder_padding_mask = get_keras_mask(encoder_sequence)
-        x = decoder_sequence
-        y = self._normalize_first(x, self.self_attention_norm)
-        y = self.self_attention(y, y, value_mask=decoder_padding_mask, use_causal_mask=True)
-        x = self._add_and_normalize(
-            x, y, self.self_attention_norm, self.self_attention_dropout, False
-        )
-        y = self._normalize_first(x, self.cross_attention_norm)
-        y, weights = self.cross_attention(
-            y, encoder_sequence, value_mask=encoder_padding_mask, return_attention_scores=True
-        )  # (B, T, D), (B, H, T, S)
-        x = self._add_and_normalize(
-            x, y, self.cross_attention_norm, self.cross_attention_dropout, False
-        )
-        y = self.feed_forward(self._normalize_first(x, self.feed_forward_norm))
-        x = self._add_and_normalize(
-            x, y, self.feed_forward_norm, self.feed_forward_dropout, False
-        )
-        return x, weights
-
-    def compute_output_spec(self, decoder_sequence, *args, self_attention_cache=None, **kwargs):
         outputs = keras.KerasTensor(decoder_sequence.shape, self.compute_dtype)
+        if return_cross_attention_scores:
+            batch_size, length = decoder_sequence.shape[:2]
+            shape = (batch_size, self.num_heads, length, encoder_sequence.shape[1])
+            return outputs, keras.KerasTensor(shape, self.compute_dtype)
         if self_attention_cache is None:
             return outputs
         return outputs, tuple(

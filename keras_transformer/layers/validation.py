@@ -25,6 +25,15 @@ def check_rate(name, value):
         )
 
 
+def check_number(name, value, greater_than=None):
+    """Raises ValueError unless `value` is an int or float (not a bool),
+    above `greater_than` when given."""
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not is_number or (greater_than is not None and not value > greater_than):
+        bound = "" if greater_than is None else f" > {greater_than}"
+        raise ValueError(f"`{name}` must be a number{bound}. Received: {name}={value!r}")
+
+
 def check_choice(name, value, choices):
     """Raises ValueError unless `value` is one of `choices`."""
     if value not in choices:

@@ -3,7 +3,15 @@
 from keras_transformer.models.seq2seq_transformer import (
     DECODER_INPUT,
     ENCODER_INPUT,
+    Seq2SeqTransformer,
     build_seq2seq_transformer,
+    check_seq2seq_model,
 )
 
-__all__ = ["DECODER_INPUT", "ENCODER_INPUT", "build_seq2seq_transformer"]
+__all__ = [
+    "DECODER_INPUT",
+    "ENCODER_INPUT",
+    "Seq2SeqTransformer",
+    "build_seq2seq_transformer",
+    "check_seq2seq_model",
+]

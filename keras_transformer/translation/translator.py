@@ -19,7 +19,7 @@ from keras_transformer.data import (
     parse_direction,
 )
 from keras_transformer.data.vocabularies import Vocabulary
-from keras_transformer.decoding import beam_search, greedy_search
+from keras_transformer.models import Seq2SeqTransformer, check_seq2seq_model
 from keras_transformer.translation.config import TranslationConfig
 from keras_transformer.translation.run_directory import (
     VOCABULARY_FILES,
@@ -48,7 +48,7 @@ class Translator:
     """Translates sentences with a trained seq2seq Transformer.
 
     Args:
-        model: a model from `build_seq2seq_transformer`.
+        model: a `Seq2SeqTransformer`.
         config: the run's `TranslationConfig`; its vocabulary sizes must
             equal the model's, and its `tokenizer` says what the
             vocabularies are.
@@ -66,13 +66,14 @@ class Translator:
 
     def __init__(
         self,
-        model: keras.Model,
+        model: Seq2SeqTransformer,
         config: TranslationConfig,
         source_vocabulary: Vocabulary,
         target_vocabulary: Vocabulary,
         direction: str = "fr-en",
         run_dir: str | os.PathLike | None = None,
     ):
+        model = check_seq2seq_model(model, "Translator")
         self.source_language, self.target_language = parse_direction(direction)
         tokenizer, lowercase = config.tokenizer, config.lowercase
         self.source_tokenizer = make_tokenizer(tokenizer, source_vocabulary, lowercase)
@@ -81,12 +82,12 @@ class Translator:
             "source": (
                 self.source_tokenizer.vocabulary_size(),
                 config.source_vocabulary_size,
-                model.get_layer("encoder_embedding").vocabulary_size,
+                model.source_vocabulary_size,
             ),
             "target": (
                 self.target_tokenizer.vocabulary_size(),
                 config.target_vocabulary_size,
-                model.get_layer("decoder_embedding").vocabulary_size,
+                model.target_vocabulary_size,
             ),
         }
         for side, (vocabulary_size, config_size, model_size) in sizes.items():
@@ -166,15 +167,11 @@ class Translator:
             "end_token_id": END_ID,
             "max_length": self.config.max_sequence_length,
         }
-        if beam_size == 1:
-            return greedy_search(self.model, encoder_token_ids, **settings)
-        tokens, _ = beam_search(
-            self.model,
-            encoder_token_ids,
-            beam_size=beam_size,
-            length_penalty=self.config.length_penalty,
-            **settings,
-        )
+        if beam_size > 1:
+            settings.update(
+                strategy="beam", beam_size=beam_size, length_penalty=self.config.length_penalty
+            )
+        tokens, _ = self.model.generate(encoder_token_ids, **settings)
         return tokens
 
     def translate(self, texts: list[str], beam_size: int | None = None) -> list[str]:
@@ -240,17 +237,10 @@ class Translator:
         decoder_ids = [START_ID] + target_ids[:-1]
         encoder_token_ids = np.asarray([source_ids], "int32")  # (1, S)
         decoder_token_ids = np.asarray([decoder_ids], "int32")  # (1, T)
-        encoded = self.model.get_layer("encoder")(
-            self.model.get_layer("encoder_embedding")(encoder_token_ids)
-        )  # (1, S, D)
-        embedded = self.model.get_layer("decoder_embedding")(decoder_token_ids)  # (1, T, D)
-        _, weights = self.model.get_layer("decoder").call_with_cross_attention_scores(
-            embedded,
-            encoded,
-            decoder_padding_mask=decoder_token_ids != 0,
-            encoder_padding_mask=encoder_token_ids != 0,
+        weights = self.model.cross_attention_weights(
+            encoder_token_ids, decoder_token_ids
         )  # (1, L, H, T, S)
-        weights = keras.ops.convert_to_numpy(keras.ops.cast(weights[0], "float32"))
+        weights = keras.ops.convert_to_numpy(weights[0])
         return (
             [self.source_vocabulary[i] for i in source_ids],
             [self.target_vocabulary[i] for i in target_ids],

@@ -2,11 +2,11 @@
 
 Keras fixes its backend when it is first imported, so each backend runs in a
 subprocess with KERAS_BACKEND set. A backend whose package (jax, torch) is
-not installed in this interpreter is skipped. The step-by-step
-`CachedSeq2SeqDecoder` runs as an eager loop; the searches (`greedy_search`,
+not installed in this interpreter is skipped. The model's step-by-step
+`decode_step` runs as an eager loop; the searches (`greedy_search`,
 `beam_search`, `sample`) run compiled under TensorFlow and JAX and eagerly
 under torch. A model whose weights are set from numpy decodes to the same
-greedy tokens under every backend as under TensorFlow.
+greedy tokens and scores under every backend as under TensorFlow.
 """
 
 import functools
@@ -17,6 +17,7 @@ import sys
 import tempfile
 import textwrap
 
+import numpy as np
 import pytest
 
 SCRIPT = textwrap.dedent(
@@ -27,12 +28,7 @@ SCRIPT = textwrap.dedent(
     import numpy as np
 
     from keras_transformer import build_seq2seq_transformer, layers
-    from keras_transformer.decoding import (
-        CachedSeq2SeqDecoder,
-        beam_search,
-        greedy_search,
-        sample,
-    )
+    from keras_transformer.decoding import beam_search, greedy_search, sample
     from keras_transformer.training import (
         MaskedAccuracy,
         MaskedSparseCategoricalCrossentropy,
@@ -70,14 +66,14 @@ SCRIPT = textwrap.dedent(
         np.abs(keras.ops.convert_to_numpy(reloaded(data)) - logits).max()
     )
 
-    decoder = CachedSeq2SeqDecoder(model)
-    cross_caches, source_mask = decoder.encode(source)
-    caches = decoder.init_self_attention_caches(2, 4)
+    encoder_outputs, source_mask = model.encode(source)
+    cross_cache = model.compute_cross_attention_cache(encoder_outputs)
+    cache = model.init_self_attention_cache(2, 4)
     step_logits = []
     for index in range(4):
-        tokens = keras.ops.convert_to_tensor(decoder_inputs[:, index])
-        step, caches = decoder.step(tokens, index, caches, cross_caches, source_mask)
-        step_logits.append(keras.ops.convert_to_numpy(step))
+        tokens = keras.ops.convert_to_tensor(decoder_inputs[:, index : index + 1])  # (B, 1)
+        step, cache = model.decode_step(tokens, index, cache, cross_cache, source_mask)
+        step_logits.append(keras.ops.convert_to_numpy(step[:, 0]))  # (B, V)
     real = decoder_inputs != 0
     report["cached_difference"] = float(
         np.abs(np.stack(step_logits, axis=1) - logits)[real].max()
@@ -103,19 +99,30 @@ SCRIPT = textwrap.dedent(
     def as_list(tensor):
         return keras.ops.convert_to_numpy(tensor).tolist()
 
-    report["greedy"] = as_list(greedy_search(decoding_model, source, **settings))
-    beam_1, _ = beam_search(decoding_model, source, beam_size=1, **settings)
+    greedy, greedy_scores = greedy_search(decoding_model, source, **settings)
+    report["greedy"] = as_list(greedy)
+    report["greedy_scores"] = as_list(greedy_scores)
+    generated, generated_scores = decoding_model.generate(source, **settings)
+    report["generate"] = as_list(generated)
+    report["generate_scores"] = as_list(generated_scores)
+    beam_1, beam_1_scores = beam_search(
+        decoding_model, source, beam_size=1, length_penalty=0.0, **settings
+    )
     report["beam_1"] = as_list(beam_1)
+    report["beam_1_scores"] = as_list(beam_1_scores)
     beams, scores = beam_search(
         decoding_model, source, beam_size=4, return_all_beams=True, **settings
     )
     report["beam_4_shape"] = list(beams.shape)
     report["beam_4_scores_shape"] = list(scores.shape)
-    report["sample"] = as_list(sample(decoding_model, source, temperature=2.0, seed=3, **settings))
-    report["sample_again"] = as_list(
-        sample(decoding_model, source, temperature=2.0, seed=3, **settings)
-    )
-    report["sample_top_1"] = as_list(sample(decoding_model, source, top_k=1, seed=4, **settings))
+    samples, sample_scores = sample(decoding_model, source, temperature=2.0, seed=3, **settings)
+    report["sample"] = as_list(samples)
+    report["sample_scores_shape"] = list(sample_scores.shape)
+    samples_again, _ = sample(decoding_model, source, temperature=2.0, seed=3, **settings)
+    report["sample_again"] = as_list(samples_again)
+    top_1, top_1_scores = sample(decoding_model, source, top_k=1, seed=4, **settings)
+    report["sample_top_1"] = as_list(top_1)
+    report["sample_top_1_scores"] = as_list(top_1_scores)
     print(json.dumps(report))
     """
 )
@@ -156,11 +163,20 @@ def test_layers_model_training_and_decoding(backend):
     greedy = report["greedy"]
     assert len(greedy) == 3 and 1 <= len(greedy[0]) <= 10
     assert report["greedy"] == _report("tensorflow")["greedy"]
+    greedy_scores = np.array(report["greedy_scores"])
+    assert greedy_scores.shape == (3,) and np.all(greedy_scores <= 0)
+    np.testing.assert_allclose(greedy_scores, _report("tensorflow")["greedy_scores"], atol=1e-4)
+    assert report["generate"] == greedy
+    np.testing.assert_allclose(report["generate_scores"], greedy_scores, atol=1e-6)
     assert report["beam_1"] == greedy
+    # With length_penalty=0 a beam's score is its total log-probability.
+    np.testing.assert_allclose(report["beam_1_scores"], greedy_scores, atol=1e-4)
     assert report["beam_4_shape"][:2] == [3, 4] and report["beam_4_shape"][2] <= 10
     assert report["beam_4_scores_shape"] == [3, 4]
     samples = report["sample"]
     assert len(samples) == 3 and len(samples[0]) <= 10
     assert all(0 <= token < 30 for row in samples for token in row)
+    assert report["sample_scores_shape"] == [3]
     assert report["sample_again"] == samples
     assert report["sample_top_1"] == greedy
+    np.testing.assert_allclose(report["sample_top_1_scores"], greedy_scores, atol=1e-4)

@@ -5,6 +5,7 @@ from decoding_reference import (
     END,
     START,
     build_model,
+    log_probs,
     mixed_length_source,
     pad_rows,
     uncached_greedy,
@@ -22,32 +23,47 @@ CONFIGS = [
 MAX_LENGTH = 10
 
 
+def greedy_tokens(*args, **kwargs):
+    """The tokens of `greedy_search`, as numpy."""
+    return np.asarray(greedy_search(*args, **kwargs)[0])
+
+
 def _lengths(tokens, end_token_id):
     """Tokens per row up to and including the first end token."""
     return [list(row).index(end_token_id) + 1 if end_token_id in row else len(row)
             for row in tokens]
 
 
-def _end_token_for_mixed_lengths(model, source):
-    """The token that, as the end token, makes the rows of the unconstrained
-    greedy output end at the most different steps."""
-    tokens = uncached_greedy(model, source, end_token_id=None, max_length=MAX_LENGTH)
-    candidates = sorted(set(tokens.flat) - {START})
-    return max(candidates, key=lambda token: len(set(_lengths(tokens, token))))
+def _model_with_mixed_lengths(config, source):
+    """The first seeded model with an end token that makes the rows of its
+    unconstrained greedy output end at different steps, and that token."""
+    for seed in range(7, 30):
+        model = build_model(**config, seed=seed)
+        tokens = uncached_greedy(model, source, end_token_id=None, max_length=MAX_LENGTH)
+        candidates = sorted(set(tokens.flat) - {START})
+        end_token_id = max(candidates, key=lambda token: len(set(_lengths(tokens, token))))
+        if len(set(_lengths(tokens, end_token_id))) > 1:
+            return model, end_token_id
+    raise AssertionError("no seed in 7..29 gives rows of different lengths")
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(map(str, c.values())))
 def test_cached_greedy_equals_the_uncached_prefix_loop(config):
-    model = build_model(**config, seed=7)
     source = mixed_length_source()
-    end_token_id = _end_token_for_mixed_lengths(model, source)
+    model, end_token_id = _model_with_mixed_lengths(config, source)
 
     expected = uncached_greedy(model, source, end_token_id=end_token_id, max_length=MAX_LENGTH)
-    tokens = np.asarray(greedy_search(
+    tokens, scores = greedy_search(
         model, source, start_token_id=START, end_token_id=end_token_id, max_length=MAX_LENGTH
-    ))
+    )
+    tokens = np.asarray(tokens)
     assert tokens.dtype == "int32"
     np.testing.assert_array_equal(tokens, expected)
+    # Scores: the total log-probability of each row's tokens, from full passes.
+    prefix = np.concatenate([np.full((len(source), 1), START), tokens[:, :-1]], axis=1)
+    token_log_probs = np.take_along_axis(log_probs(model, source, prefix), tokens[..., None], -1)
+    expected_scores = np.where(tokens != 0, token_log_probs[..., 0], 0.0).sum(axis=1)
+    np.testing.assert_allclose(scores, expected_scores, rtol=1e-4, atol=1e-4)
     # Rows end at different steps; each keeps its end token, then holds 0.
     lengths = _lengths(tokens, end_token_id)
     assert len(set(lengths)) > 1 and tokens.shape[1] == max(lengths), lengths
@@ -59,7 +75,7 @@ def test_a_model_that_always_predicts_end_stops_after_one_step():
     model = build_model(tie_embeddings=False)
     bias = model.get_layer("logits").bias
     bias.assign(np.where(np.arange(30) == END, 100.0, 0.0))
-    tokens = greedy_search(
+    tokens = greedy_tokens(
         model, mixed_length_source(), start_token_id=START, end_token_id=END, max_length=8
     )
     np.testing.assert_array_equal(tokens, np.full((4, 1), END))
@@ -67,9 +83,9 @@ def test_a_model_that_always_predicts_end_stops_after_one_step():
 
 def test_no_end_token_generates_max_length_tokens_and_never_padding():
     model = build_model(seed=2)
-    tokens = np.asarray(greedy_search(
+    tokens = greedy_tokens(
         model, mixed_length_source(), start_token_id=START, end_token_id=None, max_length=7
-    ))
+    )
     assert tokens.shape == (4, 7) and np.all(tokens != 0)
 
 
@@ -77,12 +93,12 @@ def test_each_sentence_decodes_as_in_a_batch_of_mixed_lengths():
     model = build_model(tie_embeddings=False, normalize_first=True, seed=7)
     source = mixed_length_source()
     settings = {"start_token_id": START, "end_token_id": END, "max_length": MAX_LENGTH}
-    batch = np.asarray(greedy_search(model, source, **settings))
-    alone = [np.asarray(greedy_search(model, row[None], **settings))[0] for row in source]
+    batch = greedy_tokens(model, source, **settings)
+    alone = [greedy_tokens(model, row[None], **settings)[0] for row in source]
     np.testing.assert_array_equal(batch, pad_rows(alone, batch.shape[1]))
     # Padding the source longer changes nothing either.
     padded = np.pad(source, ((0, 0), (0, 3)))
-    np.testing.assert_array_equal(greedy_search(model, padded, **settings), batch)
+    np.testing.assert_array_equal(greedy_tokens(model, padded, **settings), batch)
 
 
 def test_greedy_search_works_after_a_keras_reload(tmp_path):
@@ -92,8 +108,8 @@ def test_greedy_search_works_after_a_keras_reload(tmp_path):
     reloaded = keras.saving.load_model(path)
     settings = {"start_token_id": START, "end_token_id": END, "max_length": MAX_LENGTH}
     np.testing.assert_array_equal(
-        greedy_search(reloaded, mixed_length_source(), **settings),
-        greedy_search(model, mixed_length_source(), **settings),
+        greedy_tokens(reloaded, mixed_length_source(), **settings),
+        greedy_tokens(model, mixed_length_source(), **settings),
     )
 
 

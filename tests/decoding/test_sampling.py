@@ -13,19 +13,20 @@ def model():
     return build_model(tie_embeddings=False, normalize_first=True, seed=11)
 
 
-def test_top_k_one_is_greedy_search(model):
+def test_top_k_one_is_greedy_search_with_its_scores(model):
     source = mixed_length_source()
-    np.testing.assert_array_equal(
-        sample(model, source, top_k=1, seed=3, **SETTINGS),
-        greedy_search(model, source, **SETTINGS),
-    )
+    tokens, scores = sample(model, source, top_k=1, seed=3, **SETTINGS)
+    greedy_tokens, greedy_scores = greedy_search(model, source, **SETTINGS)
+    np.testing.assert_array_equal(tokens, greedy_tokens)
+    np.testing.assert_allclose(scores, greedy_scores, rtol=1e-6)
 
 
 def test_the_same_seed_gives_the_same_tokens(model):
     source = mixed_length_source()
-    first = sample(model, source, temperature=2.0, seed=5, **SETTINGS)
-    np.testing.assert_array_equal(sample(model, source, temperature=2.0, seed=5, **SETTINGS), first)
-    others = [sample(model, source, temperature=2.0, seed=seed, **SETTINGS) for seed in (6, 7)]
+    first, _ = sample(model, source, temperature=2.0, seed=5, **SETTINGS)
+    again, _ = sample(model, source, temperature=2.0, seed=5, **SETTINGS)
+    np.testing.assert_array_equal(again, first)
+    others = [sample(model, source, temperature=2.0, seed=seed, **SETTINGS)[0] for seed in (6, 7)]
     assert any(
         other.shape != first.shape or np.any(np.asarray(other) != first) for other in others
     )
@@ -33,7 +34,7 @@ def test_the_same_seed_gives_the_same_tokens(model):
 
 def test_samples_come_from_the_top_k_tokens_of_the_model(model):
     source = mixed_length_source()
-    tokens = np.asarray(sample(model, source, top_k=3, temperature=3.0, seed=1, **SETTINGS))
+    tokens = np.asarray(sample(model, source, top_k=3, temperature=3.0, seed=1, **SETTINGS)[0])
     prefix = np.concatenate([np.full((len(source), 1), START), tokens[:, :-1]], axis=1)
     step_log_probs = log_probs(model, source, prefix)  # (B, T, V)
     step_log_probs[..., 0] = -np.inf  # padding is never generated

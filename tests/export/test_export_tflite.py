@@ -48,10 +48,11 @@ def _translate(path, encoder_token_ids) -> np.ndarray:
 
 
 def _keras_greedy(model, encoder_token_ids) -> np.ndarray:
-    tokens = greedy_search(
+    tokens, _ = greedy_search(
         model, encoder_token_ids, start_token_id=START_ID, end_token_id=END_ID,
         max_length=MAX_OUTPUT_LENGTH,
-    ).numpy()
+    )
+    tokens = tokens.numpy()
     return np.pad(tokens, ((0, 0), (0, MAX_OUTPUT_LENGTH - tokens.shape[1])))
 
 
@@ -102,7 +103,7 @@ def test_builtin_ops_only_and_three_signatures(tflite_paths, quantization):
     assert not any("FLEX" in op or "CUSTOM" in op or "VARIABLE" in op for op in ops), ops
     signatures = Interpreter(model_path=str(path)).get_signature_list()
     assert signatures["translate"] == {
-        "inputs": ["encoder_token_ids"], "outputs": ["num_steps", "token_ids"]
+        "inputs": ["encoder_token_ids"], "outputs": ["num_steps", "scores", "token_ids"]
     }
     assert set(signatures) == {"translate", "encode", "decode_step"}
 

@@ -88,10 +88,10 @@ def test_reads_keras_masks_and_carries_the_decoder_mask(decoder_sequence, encode
     np.testing.assert_allclose(to_numpy(after), to_numpy(outputs), atol=1e-6)
 
 
-def stacked_cached_loop(decoder, decoder_sequence, cross_attention_cache, encoder_mask,
-                        max_length):
+def cached_loop(decoder, decoder_sequence, cross_attention_cache, encoder_mask, max_length):
     cache = decoder.init_self_attention_cache(B, max_length)
-    assert [tuple(part.shape) for part in cache] == [(B, L, 2, max_length, D // 2)] * 2
+    shapes = [[tuple(part.shape) for part in pair] for pair in cache]
+    assert shapes == [[(B, 2, max_length, D // 2)] * 2] * L
     steps = []
     for index in range(T):
         step, cache = decoder(
@@ -107,29 +107,31 @@ def stacked_cached_loop(decoder, decoder_sequence, cross_attention_cache, encode
 
 @pytest.mark.parametrize("normalize_first", [False, True])
 @pytest.mark.parametrize("max_length", [T, T + 3])
-def test_stacked_cached_loop_equals_full_pass(decoder_sequence, encoder_sequence,
+def test_cached_loop_equals_full_pass(decoder_sequence, encoder_sequence,
                                               normalize_first, max_length):
     decoder = make_decoder(normalize_first=normalize_first)
     encoder_mask = padding(ENCODER_LENGTHS, S)
     full = to_numpy(decoder(decoder_sequence, encoder_sequence, encoder_padding_mask=encoder_mask))
     cross_attention_cache = decoder.compute_cross_attention_cache(encoder_sequence)
-    assert [tuple(part.shape) for part in cross_attention_cache] == [(B, L, 2, S, D // 2)] * 2
-    steps, cache = stacked_cached_loop(decoder, decoder_sequence, cross_attention_cache,
-                                       encoder_mask, max_length)
+    shapes = [[tuple(part.shape) for part in pair] for pair in cross_attention_cache]
+    assert shapes == [[(B, 2, S, D // 2)] * 2] * L  # one (keys, values) pair per block
+    steps, cache = cached_loop(decoder, decoder_sequence, cross_attention_cache, encoder_mask,
+                               max_length)
     np.testing.assert_allclose(steps, full, atol=1e-5)
-    for part in cache:  # (B, L, H, max_length, Dh)
-        np.testing.assert_array_equal(to_numpy(part)[:, :, :, T:], 0.0)
+    for pair in cache:
+        for part in pair:  # (B, H, max_length, Dh)
+            np.testing.assert_array_equal(to_numpy(part)[:, :, T:], 0.0)
     first_block = decoder.blocks[0]
     first_inputs = decoder_sequence
     if normalize_first:
         first_inputs = first_block.self_attention_norm(decoder_sequence)
     first_block_keys = to_numpy(first_block.self_attention.key_dense(first_inputs))
     first_block_keys = first_block_keys.reshape(B, T, 2, 4).transpose(0, 2, 1, 3)
-    np.testing.assert_allclose(to_numpy(cache[0])[:, 0, :, :T], first_block_keys, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(cache[0][0])[:, :, :T], first_block_keys, atol=1e-6)
 
 
 @pytest.mark.tensorflow_only
-def test_stacked_cached_loop_with_padding_in_an_xla_function(decoder_sequence, encoder_sequence):
+def test_cached_loop_with_padding_in_an_xla_function(decoder_sequence, encoder_sequence):
     decoder = make_decoder(normalize_first=True)
     decoder_mask, encoder_mask = padding(DECODER_LENGTHS, T), padding(ENCODER_LENGTHS, S)
     full = to_numpy(decoder(decoder_sequence, encoder_sequence, decoder_padding_mask=decoder_mask,

@@ -235,6 +235,13 @@ def test_cross_attention_cache_equals_the_no_cache_path(decoder_sequence, encode
     np.testing.assert_allclose(to_numpy(outputs), to_numpy(expected), atol=1e-6)
 
 
+def test_cross_attention_scores_need_the_encoder_sequence(decoder_sequence, encoder_sequence):
+    block = make_block()
+    cache = block.compute_cross_attention_cache(encoder_sequence)
+    with pytest.raises(ValueError, match="cannot be combined with a `cross_attention_cache`"):
+        block(decoder_sequence, cross_attention_cache=cache, return_cross_attention_scores=True)
+
+
 def test_needs_an_encoder_sequence_or_a_cross_attention_cache(decoder_sequence):
     block = make_block()
     with pytest.raises(ValueError, match="received neither"):
@@ -312,14 +319,15 @@ def test_mixed_precision_forward_and_training_step(dtype_policy):
 
 
 @pytest.mark.parametrize("normalize_first", [False, True])
-def test_call_with_cross_attention_scores_matches_call(decoder_sequence, encoder_sequence,
-                                                       normalize_first):
+def test_cross_attention_scores_come_with_the_outputs_of_call(decoder_sequence,
+                                                              encoder_sequence, normalize_first):
     block = make_block(normalize_first=normalize_first)
     decoder_mask, encoder_mask = padding(DECODER_LENGTHS, T), padding(ENCODER_LENGTHS, S)
     expected = block(decoder_sequence, encoder_sequence, decoder_padding_mask=decoder_mask,
                      encoder_padding_mask=encoder_mask)
-    outputs, weights = block.call_with_cross_attention_scores(
-        masked(decoder_sequence, decoder_mask), masked(encoder_sequence, encoder_mask)
+    outputs, weights = block(
+        masked(decoder_sequence, decoder_mask), masked(encoder_sequence, encoder_mask),
+        return_cross_attention_scores=True,
     )
     np.testing.assert_allclose(to_numpy(outputs), to_numpy(expected), atol=1e-6)
     weights = to_numpy(weights)
@@ -333,15 +341,17 @@ def test_decoder_stacks_every_blocks_cross_attention_scores(decoder_sequence, rn
     encoder_sequence = rng.normal(size=(B, S, D)).astype("float32")
     encoder_mask = padding(ENCODER_LENGTHS, S)
     expected = decoder(decoder_sequence, encoder_sequence, encoder_padding_mask=encoder_mask)
-    outputs, weights = decoder.call_with_cross_attention_scores(
-        decoder_sequence, encoder_sequence, encoder_padding_mask=encoder_mask
+    outputs, weights = decoder(
+        decoder_sequence, encoder_sequence, encoder_padding_mask=encoder_mask,
+        return_cross_attention_scores=True,
     )
     np.testing.assert_allclose(to_numpy(outputs), to_numpy(expected), atol=1e-5)
     assert tuple(weights.shape) == (B, 3, 2, T, S)
     x = decoder_sequence
     for index, block in enumerate(decoder.blocks):
-        x, block_weights = block.call_with_cross_attention_scores(
-            x, encoder_sequence, encoder_padding_mask=encoder_mask
+        x, block_weights = block(
+            x, encoder_sequence, encoder_padding_mask=encoder_mask,
+            return_cross_attention_scores=True,
         )
         np.testing.assert_allclose(to_numpy(weights[:, index]), to_numpy(block_weights))
 

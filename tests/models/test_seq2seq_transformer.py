@@ -66,10 +66,10 @@ def test_outputs_float32_logits_and_names_its_layers(batch, tie_embeddings):
     outputs = model(inputs(*batch))
     assert outputs.shape == (3, 6, TARGET_VOCABULARY)
     assert keras.backend.standardize_dtype(outputs.dtype) == "float32"
-    assert isinstance(model.get_layer("encoder_embedding"), TokenAndPositionEmbedding)
-    assert isinstance(model.get_layer("decoder_embedding"), TokenAndPositionEmbedding)
-    assert isinstance(model.get_layer("encoder"), TransformerEncoder)
-    assert isinstance(model.get_layer("decoder"), TransformerDecoder)
+    assert isinstance(model.encoder_embedding, TokenAndPositionEmbedding)
+    assert isinstance(model.decoder_embedding, TokenAndPositionEmbedding)
+    assert isinstance(model.encoder, TransformerEncoder)
+    assert isinstance(model.decoder, TransformerDecoder)
     layer_names = {layer.name for layer in model.layers}
     assert ("logits" in layer_names) is not tie_embeddings
 
@@ -79,17 +79,17 @@ def test_tied_logits_project_onto_the_target_embedding(batch):
     untied = build(tie_embeddings=False)
     assert untied.count_params() - model.count_params() == (HIDDEN_DIM + 1) * TARGET_VOCABULARY
     source, target = batch
-    embedding = model.get_layer("decoder_embedding")
-    encoded = model.get_layer("encoder")(model.get_layer("encoder_embedding")(source))
-    decoded = model.get_layer("decoder")(embedding(target), encoded)
+    embedding = model.decoder_embedding
+    encoded = model.encoder(model.encoder_embedding(source))
+    decoded = model.decoder(embedding(target), encoded)
     expected = to_numpy(decoded) @ to_numpy(embedding.embeddings).T
     np.testing.assert_allclose(logits(model, source, target), expected, atol=1e-4)
 
 
 def test_layer_counts_can_differ_between_encoder_and_decoder():
     model = build(num_layers=2, num_encoder_layers=3, num_decoder_layers=1)
-    assert len(model.get_layer("encoder").blocks) == 3
-    assert len(model.get_layer("decoder").blocks) == 1
+    assert len(model.encoder.blocks) == 3
+    assert len(model.decoder.blocks) == 1
 
 
 def test_dropout_only_in_training(batch):
@@ -144,11 +144,11 @@ def test_source_padding_is_not_attended(batch, rng):
     model = build()
     source, target = batch
     mask = source != 0
-    encoder_embedding = model.get_layer("encoder_embedding")
-    decoder_embedding = model.get_layer("decoder_embedding")
-    encoded = to_numpy(model.get_layer("encoder")(encoder_embedding(source)))
+    encoder_embedding = model.encoder_embedding
+    decoder_embedding = model.decoder_embedding
+    encoded = to_numpy(model.encoder(encoder_embedding(source)))
     noise = np.where(mask[..., None], encoded, rng.normal(size=encoded.shape)).astype("float32")
-    decoder = model.get_layer("decoder")
+    decoder = model.decoder
     before = decoder(decoder_embedding(target), encoded, encoder_padding_mask=mask)
     after = decoder(decoder_embedding(target), noise, encoder_padding_mask=mask)
     np.testing.assert_allclose(to_numpy(after), to_numpy(before), atol=1e-6)
@@ -161,8 +161,8 @@ def test_masks_propagate_through_the_functional_model(batch):
     model = build()
     probe = keras.Model(
         model.inputs,
-        [model.get_layer("encoder_embedding").output, model.get_layer("encoder").output,
-         model.get_layer("decoder").output, model.output],
+        [model.encoder_embedding.output, model.encoder.output,
+         model.decoder.output, model.output],
     )
     source, target = batch
     embedded, encoded, decoded, outputs = probe(inputs(source, target))
@@ -175,8 +175,8 @@ def test_masks_propagate_through_the_functional_model(batch):
 def test_encoder_reads_the_embedding_mask(batch):
     model = build()
     source, _ = batch
-    embedded = model.get_layer("encoder_embedding")(source)
-    encoder = model.get_layer("encoder")
+    embedded = model.encoder_embedding(source)
+    encoder = model.encoder
     unmasked = keras.ops.convert_to_tensor(to_numpy(embedded))
     np.testing.assert_array_equal(
         to_numpy(encoder(embedded)), to_numpy(encoder(unmasked, padding_mask=source != 0))
@@ -190,10 +190,10 @@ def test_encoder_reads_the_embedding_mask(batch):
 def test_cached_decoding_with_the_model_layers_equals_full_logits(batch, variant):
     model = build(**variant)
     source, target = batch
-    encoder_embedding = model.get_layer("encoder_embedding")
-    decoder_embedding = model.get_layer("decoder_embedding")
-    decoder = model.get_layer("decoder")
-    encoded = model.get_layer("encoder")(encoder_embedding(source))
+    encoder_embedding = model.encoder_embedding
+    decoder_embedding = model.decoder_embedding
+    decoder = model.decoder
+    encoded = model.encoder(encoder_embedding(source))
     cross_attention_cache = decoder.compute_cross_attention_cache(encoded)
     cache = decoder.init_self_attention_cache(len(target), target.shape[1])
     steps = []
@@ -205,7 +205,7 @@ def test_cached_decoding_with_the_model_layers_equals_full_logits(batch, variant
         if variant["tie_embeddings"]:
             steps.append(to_numpy(decoder_embedding(x, reverse=True)))
         else:
-            steps.append(to_numpy(model.get_layer("logits")(x)))
+            steps.append(to_numpy(model.output_layers[-1](x)))
     real = target != 0
     full = logits(model, source, target)
     np.testing.assert_allclose(np.concatenate(steps, axis=1)[real], full[real], atol=1e-5)
@@ -252,7 +252,7 @@ def test_rejects_sequences_beyond_learned_positions(rng):
 def test_rejects_float_ids_in_the_embedding():
     model = build()
     with pytest.raises(ValueError, match="integer token ids"):
-        model.get_layer("encoder_embedding")(np.ones((1, 3), "float32"))
+        model.encoder_embedding(np.ones((1, 3), "float32"))
 
 
 # --- serialization ------------------------------------------------------------
@@ -273,7 +273,7 @@ def test_keras_file_round_trip_reproduces_outputs(batch, variant, save_and_load)
     source, target = batch
     np.testing.assert_array_equal(logits(restored, source, target), logits(model, source, target))
     assert json.dumps(restored.get_config()) == json.dumps(model.get_config())
-    assert len(restored.get_layer("decoder").blocks) == len(model.get_layer("decoder").blocks)
+    assert len(restored.decoder.blocks) == len(model.decoder.blocks)
 
 
 def test_keras_file_round_trip_keeps_the_training_setup(batch, save_and_load):
@@ -310,7 +310,7 @@ def test_keras_file_round_trip_keeps_the_training_setup(batch, save_and_load):
 )
 def test_mixed_precision_with_a_fully_padded_row(batch, dtype_policy, variant):
     model = build(num_layers=1, **variant)
-    assert model.get_layer("decoder").compute_dtype == dtype_policy.removeprefix("mixed_")
+    assert model.decoder.compute_dtype == dtype_policy.removeprefix("mixed_")
     source, target = batch
     source[1], target[1] = 0, 0  # a whole row of padding
     outputs = model(inputs(source, target))

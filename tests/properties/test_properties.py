@@ -17,8 +17,8 @@ Properties:
 - rows are independent: each row decoded alone (at its own length) equals
   its row of the batch;
 - export parity (slow): Keras greedy == SavedModel `translate_ids` ==
-  float32 TFLite `translate`, after relabelling the target ids so that
-  [END] is a token the model generates.
+  float32 TFLite `translate`, tokens and scores, after relabelling the
+  target ids so that [END] is a token the model generates.
 
 The searches' end token is one the model generates at a drawn row and step,
 so that rows end at different steps.
@@ -27,7 +27,7 @@ Examples are few (a model is built, and a search compiled, per example) and
 derandomized with no example database, so CI runs the same examples every
 time and nothing is written into the repository.
 
-Shape letters: B batch, S source length, T target length, L max_length,
+Shape letters: B batch, S source length, T target length, M max_length,
 V target vocabulary.
 """
 
@@ -47,7 +47,7 @@ from keras_transformer import build_seq2seq_transformer
 from keras_transformer.data import END_ID, RESERVED_TOKENS, START_ID
 from keras_transformer.decoding import greedy_search
 from keras_transformer.export import export_saved_model, export_tflite
-from keras_transformer.models import DECODER_INPUT, ENCODER_INPUT
+from keras_transformer.models import DECODER_INPUT, ENCODER_INPUT, Seq2SeqTransformer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "decoding"))
 from decoding_reference import START, pad_rows, uncached_greedy  # noqa: E402
@@ -110,7 +110,7 @@ def padded_ids(
     return pad_rows(rows, max(len(row) for row in rows))
 
 
-def build_random_model(config: dict) -> keras.Model:
+def build_random_model(config: dict) -> Seq2SeqTransformer:
     """A random model of `config`, as `decoding_reference.build_model` makes
     them: no dropout, the decoder's attention output projections scaled up
     so that the next token depends on the source and the prefix."""
@@ -125,13 +125,13 @@ def build_random_model(config: dict) -> keras.Model:
     return model
 
 
-def encoder_outputs(model: keras.Model, source: np.ndarray) -> np.ndarray:
+def encoder_outputs(model: Seq2SeqTransformer, source: np.ndarray) -> np.ndarray:
     """float32 (B, S, D), the encoder stack's output for `source` (B, S)."""
-    x = model.get_layer("encoder_embedding")(source)  # (B, S, D)
-    return np.asarray(model.get_layer("encoder")(x, padding_mask=source != 0))
+    outputs, _ = model.encode(source)  # (B, S, D)
+    return np.asarray(outputs)
 
 
-def logits(model: keras.Model, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+def logits(model: Seq2SeqTransformer, source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """float32 (B, T, V) from one teacher-forced pass."""
     return np.asarray(model({ENCODER_INPUT: source, DECODER_INPUT: target}))
 
@@ -203,7 +203,9 @@ def test_changing_target_token_t_leaves_earlier_logits_unchanged(data):
     assert not np.array_equal(changed_logits[:, position], expected[:, position])
 
 
-def generated_end_token(data, model: keras.Model, source: np.ndarray, max_length: int) -> int:
+def generated_end_token(
+    data, model: Seq2SeqTransformer, source: np.ndarray, max_length: int
+) -> int:
     """An end token the model generates, at a drawn row and step of the
     uncached greedy output, so that rows end at different steps (or never)."""
     unconstrained = uncached_greedy(model, source, end_token_id=None, max_length=max_length)
@@ -225,7 +227,7 @@ def test_cached_greedy_equals_the_uncached_recompute_reference(data):
     end_token_id = generated_end_token(data, model, source, max_length)
 
     expected = uncached_greedy(model, source, end_token_id=end_token_id, max_length=max_length)
-    tokens = greedy_search(
+    tokens, _ = greedy_search(
         model, source, start_token_id=START, end_token_id=end_token_id, max_length=max_length
     )
     np.testing.assert_array_equal(np.asarray(tokens), expected)
@@ -246,14 +248,15 @@ def test_each_row_decodes_alone_as_in_the_batch(data):
         "end_token_id": generated_end_token(data, model, source, max_length),
         "max_length": max_length,
     }
-    batch = np.asarray(greedy_search(model, source, **search_settings))  # (B, T)
+    batch, batch_scores = greedy_search(model, source, **search_settings)  # (B, T), (B,)
+    batch = np.asarray(batch)
     # Alone: each row without the batch's padding, as a client would send it.
-    alone = [
-        np.asarray(greedy_search(model, row[row != 0][None], **search_settings))[0]
-        for row in source
-    ]
-    width = max(len(row) for row in [*batch, *alone])
-    np.testing.assert_array_equal(pad_rows(batch, width), pad_rows(alone, width))
+    alone = [greedy_search(model, row[row != 0][None], **search_settings) for row in source]
+    alone_tokens = [np.asarray(tokens)[0] for tokens, _ in alone]
+    width = max(len(row) for row in [*batch, *alone_tokens])
+    np.testing.assert_array_equal(pad_rows(batch, width), pad_rows(alone_tokens, width))
+    alone_scores = np.concatenate([np.asarray(scores) for _, scores in alone])  # (B,)
+    np.testing.assert_allclose(np.asarray(batch_scores), alone_scores, rtol=1e-4, atol=1e-4)
 
 
 @st.composite
@@ -264,16 +267,16 @@ def encoder_inputs(draw, vocabulary_size: int, batch_size: int):
     return pad_rows(rows, max(len(row) for row in rows))
 
 
-def relabel_as_end_token(model: keras.Model, token_id: int) -> None:
+def relabel_as_end_token(model: Seq2SeqTransformer, token_id: int) -> None:
     """Swaps the target ids `token_id` and `END_ID` in the decoder embedding
     and the output projection, so that the model generates [END] where it
     generated `token_id` (a random model rarely generates id 3 itself)."""
-    permutation = np.arange(model.get_layer("decoder_embedding").vocabulary_size)  # (V,)
+    permutation = np.arange(model.target_vocabulary_size)  # (V,)
     permutation[[token_id, END_ID]] = [END_ID, token_id]
-    embeddings = model.get_layer("decoder_embedding").embeddings  # (V, D)
+    embeddings = model.decoder_embedding.embeddings  # (V, D)
     embeddings.assign(embeddings.numpy()[permutation])
-    if "logits" in [layer.name for layer in model.layers]:
-        logits_layer = model.get_layer("logits")
+    if not model.tie_embeddings:
+        logits_layer = model.output_layers[-1]  # the Dense "logits"
         logits_layer.kernel.assign(logits_layer.kernel.numpy()[:, permutation])  # (D, V)
         logits_layer.bias.assign(logits_layer.bias.numpy()[permutation])  # (V,)
 
@@ -298,18 +301,19 @@ def test_keras_saved_model_and_tflite_decode_the_same_tokens(data):
     lengths = {"max_input_length": source.shape[1], "max_output_length": max_output_length}
 
     def keras_greedy():
-        return np.asarray(greedy_search(
+        tokens, scores = greedy_search(
             model, source, start_token_id=START_ID, end_token_id=END_ID,
             max_length=max_output_length,
-        ))  # (B, T); the XLA program reads the weights, so it runs again after a relabeling
+        )  # the XLA program reads the weights, so it runs again after a relabeling
+        return np.asarray(tokens), np.asarray(scores)  # (B, T), (B,)
 
     # [END] becomes a token generated at a drawn row and step, so that rows
     # end at different steps (or never).
-    tokens = keras_greedy()
+    tokens, _ = keras_greedy()
     row = data.draw(st.integers(0, len(source) - 1), label="end token row")
     step = data.draw(st.integers(0, np.count_nonzero(tokens[row]) - 1), label="end token step")
     relabel_as_end_token(model, int(tokens[row, step]))
-    keras_tokens = keras_greedy()
+    keras_tokens, keras_scores = keras_greedy()
     with tempfile.TemporaryDirectory() as directory:
         saved_model_dir = export_saved_model(
             model,
@@ -321,15 +325,20 @@ def test_keras_saved_model_and_tflite_decode_the_same_tokens(data):
         )
         tflite_path = export_tflite(model, Path(directory, "model.tflite"), **lengths)
         translate_ids = tf.saved_model.load(saved_model_dir).signatures["translate_ids"]
-        saved_model_tokens = translate_ids(encoder_token_ids=tf.constant(source))["token_ids"]
+        saved_model = translate_ids(encoder_token_ids=tf.constant(source))
         translate = Interpreter(model_path=tflite_path).get_signature_runner("translate")
-        tflite_tokens = np.concatenate(
-            [translate(encoder_token_ids=row[None])["token_ids"] for row in source]
-        )  # (B, L)
+        tflite = [translate(encoder_token_ids=row[None]) for row in source]
+        tflite_tokens = np.concatenate([outputs["token_ids"] for outputs in tflite])  # (B, M)
+        tflite_scores = np.concatenate([outputs["scores"] for outputs in tflite])  # (B,)
 
     def to_max_length(tokens):
         tokens = np.asarray(tokens)
         return np.pad(tokens, ((0, 0), (0, max_output_length - tokens.shape[1])))
 
-    np.testing.assert_array_equal(to_max_length(saved_model_tokens), to_max_length(keras_tokens))
+    np.testing.assert_array_equal(
+        to_max_length(saved_model["token_ids"]), to_max_length(keras_tokens)
+    )
     np.testing.assert_array_equal(tflite_tokens, to_max_length(keras_tokens))
+    # Greedy scores: the total log-probability summed in each decoding loop.
+    np.testing.assert_allclose(saved_model["scores"], keras_scores, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(tflite_scores, keras_scores, rtol=1e-4, atol=1e-4)
