@@ -14,7 +14,6 @@ Normalization, the same when training a vocabulary and when tokenizing:
 """
 
 import os
-import tempfile
 
 import keras_hub
 import tensorflow as tf
@@ -22,6 +21,7 @@ from keras_hub.src.tokenizers.word_piece_tokenizer import pretokenize
 from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib
 
 from keras_transformer.data.readers import DataError
+from keras_transformer.files import write_file_atomic
 
 RESERVED_TOKENS = ["[PAD]", "[UNK]", "[START]", "[END]"]
 PAD_ID, UNK_ID, START_ID, END_ID = range(len(RESERVED_TOKENS))
@@ -276,15 +276,7 @@ def save_vocabulary(vocabulary: list[str], path: str | os.PathLike) -> None:
         raise FileNotFoundError(
             f"{path}: cannot write the vocabulary, the directory {directory} does not exist."
         )
-    handle, temporary_path = tempfile.mkstemp(dir=directory, prefix=".vocabulary-")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.writelines(f"{token}\n" for token in vocabulary)
-        os.chmod(temporary_path, 0o644)  # mkstemp creates it readable by its owner only
-        os.replace(temporary_path, path)
-    except BaseException:
-        os.unlink(temporary_path)
-        raise
+    write_file_atomic(path, "".join(f"{token}\n" for token in vocabulary))
 
 
 def load_vocabulary(path: str | os.PathLike) -> list[str]:

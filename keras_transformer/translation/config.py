@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 from keras_transformer.data import RESERVED_TOKENS, TOKENIZERS
@@ -198,10 +197,3 @@ def resolve_config(name_or_path: str, overrides: dict | None = None) -> Translat
         values = {**dataclasses.asdict(RECIPES[recipe]), **loaded}
     values.update(overrides or {})
     return TranslationConfig.from_dict(values, source=str(name_or_path))
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Writes `text` to a temporary file beside `path`, then renames it."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)

@@ -31,7 +31,8 @@ from pathlib import Path
 import keras
 
 from keras_transformer.data import DataError
-from keras_transformer.translation.config import TranslationConfig, write_text_atomic
+from keras_transformer.files import write_file_atomic
+from keras_transformer.translation.config import TranslationConfig
 
 CONFIG_FILE = "config.json"
 SOURCE_VOCABULARY_FILE = "source_vocabulary.txt"
@@ -111,7 +112,7 @@ def load_run_model(run_dir: Path) -> keras.Model:
 def write_run_config(run_dir: Path, config: TranslationConfig, direction: str) -> None:
     """Writes config.json: the config's fields plus "direction"."""
     values = {**json.loads(config.to_json()), "direction": direction}
-    write_text_atomic(run_dir / CONFIG_FILE, json.dumps(values, indent=2, sort_keys=True) + "\n")
+    write_file_atomic(run_dir / CONFIG_FILE, json.dumps(values, indent=2, sort_keys=True) + "\n")
 
 
 def read_run_config(run_dir: Path) -> tuple[TranslationConfig, str]:
@@ -129,7 +130,7 @@ def read_run_config(run_dir: Path) -> tuple[TranslationConfig, str]:
 
 def write_test_split(run_dir: Path, pairs: list[tuple[str, str]]) -> None:
     """Writes test.tsv, one `source<TAB>reference` line per pair."""
-    write_text_atomic(run_dir / TEST_FILE, "".join(f"{s}\t{t}\n" for s, t in pairs))
+    write_file_atomic(run_dir / TEST_FILE, "".join(f"{s}\t{t}\n" for s, t in pairs))
 
 
 def read_test_split(path: str | os.PathLike) -> list[tuple[str, str]]:
