@@ -493,8 +493,8 @@ INVENTORY = [
     ),
     pytest.param(
         lambda c: export_from_run_dir(c.run(remove=["model.keras"]), "tflite", c.tmp / "m.tflite"),
-        FileNotFoundError, r"not a complete run directory: missing model\.keras\. Export needs "
-        r"config\.json",
+        FileNotFoundError, r"is incomplete \(has training finished\?\): missing \['model\.keras'\]\. "
+        r"A finished run holds \['config\.json'",
         id="export.export_from_run_dir/incomplete-run-directory",
     ),
     pytest.param(
@@ -510,8 +510,8 @@ INVENTORY = [
         lambda c: export_from_run_dir(
             c.run(sentencepiece=True, remove=["source_spm.model"]), "saved_model", c.tmp / "out"
         ),
-        FileNotFoundError, r"not a complete run directory: missing source_spm\.model\. Export "
-        r"needs config\.json, source_spm\.model, target_spm\.model, model\.keras",
+        FileNotFoundError, r"is incomplete: missing \['source_spm\.model'\]\. A finished run "
+        r"holds \['config\.json', 'source_spm\.model', 'target_spm\.model', 'model\.keras'\]",
         id="export.export_from_run_dir/missing-sentencepiece-model",
     ),
     pytest.param(
@@ -525,8 +525,8 @@ INVENTORY = [
     pytest.param(
         lambda c: export_from_run_dir(c.run(config={"tokenizer": "bpe"}), "tflite",
                                       c.tmp / "m.tflite"),
-        ValueError, r"config\.json: `tokenizer` must be one of \('wordpiece', 'sentencepiece'\)\. "
-        r"Received: 'bpe'",
+        ValueError, r"config\.json: `tokenizer` must be one of \['sentencepiece', 'wordpiece'\]\. "
+        r"Received: tokenizer='bpe'",
         id="export.export_from_run_dir/unknown-tokenizer",
     ),
     pytest.param(
@@ -600,8 +600,8 @@ INVENTORY = [
         lambda c: Translator.from_run_dir(
             c.run(write={"source_vocabulary.txt": lines(*VOCABULARY, "extra")})
         ),
-        ValueError, r"source vocabulary sizes disagree: the vocabulary file has 10 tokens, "
-        r"config\.json says 9 and the model's embedding has 9",
+        ValueError, r"source vocabulary sizes of .* disagree: source_vocabulary\.txt has 10 "
+        r"tokens, config\.json says 9 and the model's embedding has 9",
         id="translation.Translator.from_run_dir/vocabulary-does-not-match-model",
     ),
     pytest.param(
@@ -640,8 +640,8 @@ INVENTORY = [
     pytest.param(
         lambda c: ["translate", "--run-dir",
                    c.run(write={"target_vocabulary.txt": lines(*VOCABULARY[:-1])}), "je suis"],
-        CLI, r"translate: error: The target vocabulary sizes disagree: the vocabulary file has 8 "
-        r"tokens, config\.json says 9",
+        CLI, r"translate: error: The target vocabulary sizes of .* disagree: "
+        r"target_vocabulary\.txt has 8 tokens, config\.json says 9",
         id="cli.translate/vocabulary-does-not-match-model",
     ),
     pytest.param(
