@@ -265,12 +265,13 @@ INVENTORY = [
     # Training pieces.
     pytest.param(
         lambda c: training.TransformerSchedule(hidden_dim=512, warmup_steps=0),
-        ValueError, r"`warmup_steps` must be a positive integer\. Received: 0",
+        ValueError, r"`warmup_steps` must be a positive integer\. Received: warmup_steps=0",
         id="training.TransformerSchedule/warmup_steps=0",
     ),
     pytest.param(
         lambda c: training.MaskedSparseCategoricalCrossentropy(label_smoothing=1.0),
-        ValueError, r"`label_smoothing` must be in \[0, 1\)\. Received: 1\.0",
+        ValueError, r"`label_smoothing` must be a float in \[0, 1\)\. Received: "
+        r"label_smoothing=1\.0",
         id="training.MaskedSparseCategoricalCrossentropy/label_smoothing=1.0",
     ),
     pytest.param(
@@ -323,7 +324,8 @@ INVENTORY = [
     ),
     pytest.param(
         lambda c: data.split_pairs([("a", "b")] * 3, validation_fraction="0.1"),
-        ValueError, r"`validation_fraction` must be in \[0, 1\)\. Received: '0\.1'",
+        ValueError, r"`validation_fraction` must be a float in \[0, 1\)\. Received: "
+        r"validation_fraction='0\.1'",
         id="data.split_pairs/validation_fraction-string",
     ),
     # Tokenizers and vocabularies.
@@ -335,7 +337,7 @@ INVENTORY = [
     pytest.param(
         lambda c: data.train_wordpiece_vocabulary(["je suis"], "100"),
         ValueError, r"`vocabulary_size` must be an integer above the 4 reserved tokens\. "
-        r"Received: '100'",
+        r"Received: vocabulary_size='100'",
         id="data.train_wordpiece_vocabulary/vocabulary_size-string",
     ),
     pytest.param(
@@ -351,8 +353,8 @@ INVENTORY = [
     ),
     pytest.param(
         lambda c: data.build_tokenizer(VOCABULARY, sequence_length=0),
-        ValueError, r"`sequence_length` must be None .* or a positive integer\. Received: "
-        r"sequence_length=0",
+        ValueError, r"`sequence_length` must be a positive integer, or None for ragged output\. "
+        r"Received: sequence_length=0",
         id="data.build_tokenizer/sequence_length=0",
     ),
     pytest.param(
@@ -405,7 +407,8 @@ INVENTORY = [
     pytest.param(
         lambda c: data.make_dataset([("je", "I")], *[data.build_tokenizer(VOCABULARY)] * 2,
                                     batch_size=2, max_sequence_length=0),
-        ValueError, r"`max_sequence_length` must be a positive integer\. Received: 0",
+        ValueError, r"`max_sequence_length` must be a positive integer\. Received: "
+        r"max_sequence_length=0",
         id="data.make_dataset/max_sequence_length=0",
     ),
     pytest.param(
@@ -418,7 +421,8 @@ INVENTORY = [
         lambda c: data.padding_fraction(tf.data.Dataset.from_tensors((
             {data.ENCODER_INPUT: IDS, data.DECODER_INPUT: IDS}, IDS
         )), max_batches=-1),
-        ValueError, r"`max_batches` must be a positive integer or None\. Received: -1",
+        ValueError, r"`max_batches` must be a positive integer, or None for the whole dataset\. "
+        r"Received: max_batches=-1",
         id="data.padding_fraction/max_batches=-1",
     ),
     # Decoding.
@@ -493,8 +497,8 @@ INVENTORY = [
     ),
     pytest.param(
         lambda c: export_from_run_dir(c.run(remove=["model.keras"]), "tflite", c.tmp / "m.tflite"),
-        FileNotFoundError, r"is incomplete \(has training finished\?\): missing \['model\.keras'\]\. "
-        r"A finished run holds \['config\.json'",
+        FileNotFoundError, r"is incomplete \(has training finished\?\): missing "
+        r"\['model\.keras'\]\. A finished run holds \['config\.json'",
         id="export.export_from_run_dir/incomplete-run-directory",
     ),
     pytest.param(

@@ -9,6 +9,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from keras_transformer.checks import check_positive_int
 from keras_transformer.data import (
     DataError,
     default_splits,
@@ -204,8 +205,7 @@ def train(
     if not isinstance(config, TranslationConfig):
         config = resolve_config(config)
     if epochs is not None:
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-            raise ValueError(f"`epochs` must be a positive integer. Received: {epochs!r}")
+        check_positive_int("epochs", epochs)
         config = dataclasses.replace(config, epochs=epochs)
     run_dir = Path(output_dir)
     splits = load_splits(data, direction, config.seed)
