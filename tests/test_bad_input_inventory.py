@@ -331,12 +331,13 @@ INVENTORY = [
     # Training pieces.
     pytest.param(
         lambda c: training.TransformerSchedule(hidden_dim=512, warmup_steps=0),
-        ValueError, r"`warmup_steps` must be a positive integer\. Received: 0",
+        ValueError, r"`warmup_steps` must be a positive integer\. Received: warmup_steps=0",
         id="training.TransformerSchedule/warmup_steps=0",
     ),
     pytest.param(
         lambda c: training.MaskedSparseCategoricalCrossentropy(label_smoothing=1.0),
-        ValueError, r"`label_smoothing` must be in \[0, 1\)\. Received: 1\.0",
+        ValueError, r"`label_smoothing` must be a float in \[0, 1\)\. Received: "
+        r"label_smoothing=1\.0",
         id="training.MaskedSparseCategoricalCrossentropy/label_smoothing=1.0",
     ),
     pytest.param(
@@ -389,7 +390,8 @@ INVENTORY = [
     ),
     pytest.param(
         lambda c: data.split_pairs([("a", "b")] * 3, validation_fraction="0.1"),
-        ValueError, r"`validation_fraction` must be in \[0, 1\)\. Received: '0\.1'",
+        ValueError, r"`validation_fraction` must be a float in \[0, 1\)\. Received: "
+        r"validation_fraction='0\.1'",
         id="data.split_pairs/validation_fraction-string",
     ),
     # Tokenizers and vocabularies.
@@ -401,7 +403,7 @@ INVENTORY = [
     pytest.param(
         lambda c: data.train_wordpiece_vocabulary(["je suis"], "100"),
         ValueError, r"`vocabulary_size` must be an integer above the 4 reserved tokens\. "
-        r"Received: '100'",
+        r"Received: vocabulary_size='100'",
         id="data.train_wordpiece_vocabulary/vocabulary_size-string",
     ),
     pytest.param(
@@ -417,8 +419,8 @@ INVENTORY = [
     ),
     pytest.param(
         lambda c: data.build_tokenizer(VOCABULARY, sequence_length=0),
-        ValueError, r"`sequence_length` must be None .* or a positive integer\. Received: "
-        r"sequence_length=0",
+        ValueError, r"`sequence_length` must be a positive integer, or None for ragged output\. "
+        r"Received: sequence_length=0",
         id="data.build_tokenizer/sequence_length=0",
     ),
     pytest.param(
@@ -471,7 +473,8 @@ INVENTORY = [
     pytest.param(
         lambda c: data.make_dataset([("je", "I")], *[data.build_tokenizer(VOCABULARY)] * 2,
                                     batch_size=2, max_sequence_length=0),
-        ValueError, r"`max_sequence_length` must be a positive integer\. Received: 0",
+        ValueError, r"`max_sequence_length` must be a positive integer\. Received: "
+        r"max_sequence_length=0",
         id="data.make_dataset/max_sequence_length=0",
     ),
     pytest.param(
@@ -484,7 +487,8 @@ INVENTORY = [
         lambda c: data.padding_fraction(tf.data.Dataset.from_tensors((
             {data.ENCODER_INPUT: IDS, data.DECODER_INPUT: IDS}, IDS
         )), max_batches=-1),
-        ValueError, r"`max_batches` must be a positive integer or None\. Received: -1",
+        ValueError, r"`max_batches` must be a positive integer, or None for the whole dataset\. "
+        r"Received: max_batches=-1",
         id="data.padding_fraction/max_batches=-1",
     ),
     # Decoding.
@@ -543,7 +547,7 @@ INVENTORY = [
     pytest.param(
         lambda c: export_saved_model("model.keras", VOCABULARY, VOCABULARY, c.tmp / "out"),
         ValueError, r"^Export needs a `keras_transformer\.models\.Seq2SeqTransformer`\. "
-        r"Received str\.",
+        r"Received the path 'model\.keras'; load it first with `keras\.saving\.load_model",
         id="export.export_saved_model/not-a-model",
     ),
     pytest.param(
@@ -573,8 +577,8 @@ INVENTORY = [
     ),
     pytest.param(
         lambda c: export_from_run_dir(c.run(remove=["model.keras"]), "tflite", c.tmp / "m.tflite"),
-        FileNotFoundError, r"not a complete run directory: missing model\.keras\. Export needs "
-        r"config\.json",
+        FileNotFoundError, r"is incomplete \(has training finished\?\): missing "
+        r"\['model\.keras'\]\. A finished run holds \['config\.json'",
         id="export.export_from_run_dir/incomplete-run-directory",
     ),
     pytest.param(
@@ -590,8 +594,8 @@ INVENTORY = [
         lambda c: export_from_run_dir(
             c.run(sentencepiece=True, remove=["source_spm.model"]), "saved_model", c.tmp / "out"
         ),
-        FileNotFoundError, r"not a complete run directory: missing source_spm\.model\. Export "
-        r"needs config\.json, source_spm\.model, target_spm\.model, model\.keras",
+        FileNotFoundError, r"is incomplete: missing \['source_spm\.model'\]\. A finished run "
+        r"holds \['config\.json', 'source_spm\.model', 'target_spm\.model', 'model\.keras'\]",
         id="export.export_from_run_dir/missing-sentencepiece-model",
     ),
     pytest.param(
@@ -605,8 +609,8 @@ INVENTORY = [
     pytest.param(
         lambda c: export_from_run_dir(c.run(config={"tokenizer": "bpe"}), "tflite",
                                       c.tmp / "m.tflite"),
-        ValueError, r"config\.json: `tokenizer` must be one of \('wordpiece', 'sentencepiece'\)\. "
-        r"Received: 'bpe'",
+        ValueError, r"config\.json: `tokenizer` must be one of \['sentencepiece', 'wordpiece'\]\. "
+        r"Received: tokenizer='bpe'",
         id="export.export_from_run_dir/unknown-tokenizer",
     ),
     pytest.param(
@@ -680,8 +684,8 @@ INVENTORY = [
         lambda c: Translator.from_run_dir(
             c.run(write={"source_vocabulary.txt": lines(*VOCABULARY, "extra")})
         ),
-        ValueError, r"source vocabulary sizes disagree: the vocabulary file has 10 tokens, "
-        r"config\.json says 9 and the model's embedding has 9",
+        ValueError, r"source vocabulary sizes of .* disagree: source_vocabulary\.txt has 10 "
+        r"tokens, config\.json says 9 and the model's embedding has 9",
         id="translation.Translator.from_run_dir/vocabulary-does-not-match-model",
     ),
     pytest.param(
@@ -726,8 +730,8 @@ INVENTORY = [
     pytest.param(
         lambda c: ["translate", "--run-dir",
                    c.run(write={"target_vocabulary.txt": lines(*VOCABULARY[:-1])}), "je suis"],
-        CLI, r"translate: error: The target vocabulary sizes disagree: the vocabulary file has 8 "
-        r"tokens, config\.json says 9",
+        CLI, r"translate: error: The target vocabulary sizes of .* disagree: "
+        r"target_vocabulary\.txt has 8 tokens, config\.json says 9",
         id="cli.translate/vocabulary-does-not-match-model",
     ),
     pytest.param(

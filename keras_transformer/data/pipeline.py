@@ -15,6 +15,7 @@ encoder can attend to.
 import keras_hub
 import tensorflow as tf
 
+from keras_transformer.checks import check_positive_int
 from keras_transformer.data.readers import check_pairs
 from keras_transformer.data.tokenizers import END_ID, PAD_ID, START_ID
 
@@ -86,8 +87,7 @@ def make_dataset(
     if not pairs:
         raise ValueError("`pairs` must hold at least one sentence pair. Received 0 pairs.")
     for name, value in (("batch_size", batch_size), ("max_sequence_length", max_sequence_length)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"`{name}` must be a positive integer. Received: {value!r}")
+        check_positive_int(name, value)
     check_pairs(pairs)
     tokenizers = {"source_tokenizer": source_tokenizer, "target_tokenizer": target_tokenizer}
     for name, tokenizer in tokenizers.items():
@@ -155,11 +155,8 @@ def padding_fraction(dataset: tf.data.Dataset, max_batches: int | None = None) -
     >>> padding_fraction(dataset)  # 4 of the 16 positions are padding
     0.25
     """
+    check_positive_int("max_batches", max_batches, none_means="the whole dataset")
     if max_batches is not None:
-        if isinstance(max_batches, bool) or not isinstance(max_batches, int) or max_batches < 1:
-            raise ValueError(
-                f"`max_batches` must be a positive integer or None. Received: {max_batches!r}"
-            )
         dataset = dataset.take(max_batches)
     padded = total = 0
     for inputs, _ in dataset:

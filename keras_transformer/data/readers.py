@@ -12,6 +12,8 @@ import re
 import unicodedata
 from pathlib import Path
 
+from keras_transformer.checks import check_rate
+
 Pair = tuple[str, str]
 PathLike = str | os.PathLike
 
@@ -240,9 +242,7 @@ def split_pairs(
     check_pairs(pairs)
     fractions = {"validation_fraction": validation_fraction, "test_fraction": test_fraction}
     for name, fraction in fractions.items():
-        is_number = isinstance(fraction, (int, float)) and not isinstance(fraction, bool)
-        if not is_number or not 0 <= fraction < 1:
-            raise ValueError(f"`{name}` must be in [0, 1). Received: {fraction!r}")
+        check_rate(name, fraction)
     sources = list(dict.fromkeys(source for source, _ in pairs))
     random.Random(seed).shuffle(sources)
     sizes = [

@@ -36,7 +36,6 @@ SavedModels, which create their own resource, are not affected.
 
 import io
 import os
-import tempfile
 
 import keras_hub
 import sentencepiece
@@ -51,6 +50,7 @@ from keras_transformer.data.tokenizers import (
     check_sequence_length,
     check_training_arguments,
 )
+from keras_transformer.files import write_file_atomic
 
 
 def train_sentencepiece_model(
@@ -191,15 +191,7 @@ def save_sentencepiece_model(proto: bytes, path: str | os.PathLike) -> None:
             f"{path}: cannot write the SentencePiece model, the directory {directory} "
             "does not exist."
         )
-    handle, temporary_path = tempfile.mkstemp(dir=directory, prefix=".sentencepiece-")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(proto)
-        os.chmod(temporary_path, 0o644)  # mkstemp creates it readable by its owner only
-        os.replace(temporary_path, path)
-    except BaseException:
-        os.unlink(temporary_path)
-        raise
+    write_file_atomic(path, proto)
 
 
 def load_sentencepiece_model(path: str | os.PathLike) -> bytes:

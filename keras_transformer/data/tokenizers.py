@@ -14,14 +14,15 @@ Normalization, the same when training a vocabulary and when tokenizing:
 """
 
 import os
-import tempfile
 
 import keras_hub
 import tensorflow as tf
 from keras_hub.src.tokenizers.word_piece_tokenizer import pretokenize
 from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib
 
+from keras_transformer.checks import check_positive_int
 from keras_transformer.data.readers import DataError
+from keras_transformer.files import write_file_atomic
 
 RESERVED_TOKENS = ["[PAD]", "[UNK]", "[START]", "[END]"]
 PAD_ID, UNK_ID, START_ID, END_ID = range(len(RESERVED_TOKENS))
@@ -83,8 +84,7 @@ def train_wordpiece_vocabulary(
         System", section 4.1.
     """
     check_training_arguments(texts, vocabulary_size)
-    if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
-        raise ValueError(f"`min_count` must be an integer of at least 1. Received: {min_count!r}")
+    check_positive_int("min_count", min_count)
     # What `keras_hub.tokenizers.compute_word_piece_vocabulary` does, with the
     # learner's lower frequency threshold exposed.
     words = tf.data.Dataset.from_tensor_slices(texts).batch(1024).map(
@@ -108,14 +108,15 @@ def check_training_arguments(texts: list[str], vocabulary_size: int) -> None:
         )
     if not texts:
         raise ValueError("`texts` must hold at least one sentence. Received 0 sentences.")
-    if (
-        isinstance(vocabulary_size, bool)
-        or not isinstance(vocabulary_size, int)
-        or vocabulary_size <= len(RESERVED_TOKENS)
-    ):
+    check_vocabulary_size("vocabulary_size", vocabulary_size)
+
+
+def check_vocabulary_size(name: str, value) -> None:
+    """Raises a ValueError unless `value` is an int above the reserved tokens."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= len(RESERVED_TOKENS):
         raise ValueError(
-            f"`vocabulary_size` must be an integer above the {len(RESERVED_TOKENS)} "
-            f"reserved tokens. Received: {vocabulary_size!r}"
+            f"`{name}` must be an integer above the {len(RESERVED_TOKENS)} "
+            f"reserved tokens. Received: {name}={value!r}"
         )
 
 
@@ -162,15 +163,7 @@ def build_tokenizer(
 
 def check_sequence_length(sequence_length) -> None:
     """Raises a ValueError unless `sequence_length` is None or a positive int."""
-    if sequence_length is not None and (
-        isinstance(sequence_length, bool)
-        or not isinstance(sequence_length, int)
-        or sequence_length < 1
-    ):
-        raise ValueError(
-            "`sequence_length` must be None (ragged output) or a positive integer. "
-            f"Received: sequence_length={sequence_length!r}"
-        )
+    check_positive_int("sequence_length", sequence_length, none_means="ragged output")
 
 
 def detokenize_to_strings(
@@ -276,15 +269,7 @@ def save_vocabulary(vocabulary: list[str], path: str | os.PathLike) -> None:
         raise FileNotFoundError(
             f"{path}: cannot write the vocabulary, the directory {directory} does not exist."
         )
-    handle, temporary_path = tempfile.mkstemp(dir=directory, prefix=".vocabulary-")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.writelines(f"{token}\n" for token in vocabulary)
-        os.chmod(temporary_path, 0o644)  # mkstemp creates it readable by its owner only
-        os.replace(temporary_path, path)
-    except BaseException:
-        os.unlink(temporary_path)
-        raise
+    write_file_atomic(path, "".join(f"{token}\n" for token in vocabulary))
 
 
 def load_vocabulary(path: str | os.PathLike) -> list[str]:

@@ -30,7 +30,7 @@ def check_beam_settings(
             f"`beam_size` must be below the target vocabulary size ({vocabulary_size}, "
             f"of which id 0 is padding). Received: beam_size={beam_size}"
         )
-    check_number("length_penalty", length_penalty)
+    check_number("length_penalty", length_penalty, meaning="alpha, 0.6 in the paper")
 
 
 def length_penalty_divisor(lengths, alpha):

@@ -169,7 +169,7 @@ def sample(
     model = check_model(model)
     encoder_token_ids = check_encoder_token_ids(encoder_token_ids, model)
     check_settings(model, start_token_id, end_token_id, max_length)
-    check_number("temperature", temperature, greater_than=0)
+    check_number("temperature", temperature, positive=True)
     if top_k is not None:
         check_positive_int("top_k", top_k)
         top_k = min(top_k, model.target_vocabulary_size)

@@ -17,7 +17,7 @@ from keras_transformer.data.vocabularies import (
 )
 from keras_transformer.decoding.beam import beam_loop
 from keras_transformer.decoding.greedy import greedy_loop
-from keras_transformer.export.files import atomic_directory, check_target
+from keras_transformer.files import atomic_directory, check_target
 from keras_transformer.export.preprocessing import (
     check_decoding,
     check_lengths,

@@ -16,7 +16,7 @@ from tensorflow.python.framework.convert_to_constants import (
 from keras_transformer.data.tokenizers import END_ID, START_ID
 from keras_transformer.decoding.beam import beam_loop
 from keras_transformer.decoding.greedy import greedy_loop
-from keras_transformer.export.files import write_bytes_atomic
+from keras_transformer.files import write_file_atomic
 from keras_transformer.export.preprocessing import check_decoding, check_lengths
 from keras_transformer.layers.validation import check_positive_int
 from keras_transformer.models import Seq2SeqTransformer, check_seq2seq_model
@@ -240,5 +240,5 @@ def export_tflite(
     with tempfile.TemporaryDirectory() as saved_model_dir:
         tf.saved_model.save(tf.Module(), saved_model_dir, signatures=signatures)
         flatbuffer = _converter(saved_model_dir, quantization).convert()
-    write_bytes_atomic(output_path, flatbuffer)
+    write_file_atomic(output_path, flatbuffer)
     return os.path.abspath(os.fspath(output_path))

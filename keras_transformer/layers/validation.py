@@ -1,4 +1,8 @@
-"""Argument checks shared by the layers: say what was received and expected."""
+"""Argument checks shared by the layers: say what was received and expected.
+
+The checks of plain arguments live in `keras_transformer.checks`; they are
+imported here too, for the layers, decoding, models and export.
+"""
 
 import keras
 import numpy as np
@@ -8,38 +12,12 @@ import numpy as np
 from keras.src.utils.backend_utils import in_tf_graph
 from keras.src.utils.jax_utils import is_in_jax_tracing_scope
 
-
-def check_positive_int(name, value):
-    """Raises ValueError unless `value` is an int >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}"
-        )
-
-
-def check_rate(name, value):
-    """Raises ValueError unless 0 <= value < 1."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(
-            f"`{name}` must be a float in [0, 1). Received: {name}={value!r}"
-        )
-
-
-def check_number(name, value, greater_than=None):
-    """Raises ValueError unless `value` is an int or float (not a bool),
-    above `greater_than` when given."""
-    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not is_number or (greater_than is not None and not value > greater_than):
-        bound = "" if greater_than is None else f" > {greater_than}"
-        raise ValueError(f"`{name}` must be a number{bound}. Received: {name}={value!r}")
-
-
-def check_choice(name, value, choices):
-    """Raises ValueError unless `value` is one of `choices`."""
-    if value not in choices:
-        raise ValueError(
-            f"`{name}` must be one of {sorted(choices)}. Received: {name}={value!r}"
-        )
+from keras_transformer.checks import (  # noqa: F401 (re-exported)
+    check_choice,
+    check_number,
+    check_positive_int,
+    check_rate,
+)
 
 
 def check_rank(layer_name, argument, shape, rank):

@@ -502,7 +502,7 @@ def build_seq2seq_transformer(
     ):
         check_positive_int(arg_name, value)
     check_rate("dropout", dropout)
-    check_number("layer_norm_epsilon", layer_norm_epsilon, greater_than=0)
+    check_number("layer_norm_epsilon", layer_norm_epsilon, positive=True)
     check_choice("position_encoding", position_encoding, {"sinusoidal", "learned"})
     if hidden_dim % num_heads:
         raise ValueError(

@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_transformer.checks import check_rate
 from keras_transformer.layers.masks import set_keras_mask
 
 
@@ -82,13 +83,7 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
-        is_number = isinstance(label_smoothing, (int, float)) and not isinstance(
-            label_smoothing, bool
-        )
-        if not is_number or not 0 <= label_smoothing < 1:
-            raise ValueError(
-                f"`label_smoothing` must be in [0, 1). Received: {label_smoothing!r}"
-            )
+        check_rate("label_smoothing", label_smoothing)
         self.label_smoothing = label_smoothing
         self.padding_id = padding_id
 

@@ -1,6 +1,8 @@
 import keras
 from keras import ops
 
+from keras_transformer.checks import check_number, check_positive_int
+
 
 @keras.saving.register_keras_serializable(package="keras_transformer")
 class TransformerSchedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -35,10 +37,8 @@ class TransformerSchedule(keras.optimizers.schedules.LearningRateSchedule):
             ("warmup_steps", warmup_steps),
             ("gradient_accumulation_steps", gradient_accumulation_steps),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer. Received: {value!r}")
-        if not scale > 0:
-            raise ValueError(f"`scale` must be positive. Received: {scale!r}")
+            check_positive_int(name, value)
+        check_number("scale", scale, positive=True)
         self.hidden_dim = hidden_dim
         self.warmup_steps = warmup_steps
         self.scale = scale

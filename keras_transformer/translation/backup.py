@@ -32,20 +32,13 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_transformer.translation.config import write_text_atomic
+from keras_transformer.files import atomic_file, write_file_atomic
 
 STATE_FILE = "state.json"
 
 
 class TrainingInterrupted(KeyboardInterrupt):
     """Training stopped on SIGINT or SIGTERM after backing up its state."""
-
-
-def save_model_atomic(model: keras.Model, path: Path) -> None:
-    """Saves to a temporary `.keras` file beside `path`, then renames it."""
-    temporary = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(temporary)
-    os.replace(temporary, path)
 
 
 def _is_healthy(model: keras.Model, logs: dict | None) -> bool:
@@ -75,7 +68,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if _is_healthy(self.model, logs):
-            save_model_atomic(self.model, Path(self.path_pattern.format(epoch=epoch + 1)))
+            with atomic_file(self.path_pattern.format(epoch=epoch + 1)) as temporary:
+                self.model.save(temporary)
 
 
 class TrainingBackup(keras.callbacks.Callback):
@@ -131,9 +125,8 @@ class TrainingBackup(keras.callbacks.Callback):
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"epoch_{self.epoch:03d}_step_{self.step:06d}.weights.h5"
-        temporary = self.directory / f".{name}"
-        self.model.save_weights(temporary)
-        os.replace(temporary, self.directory / name)
+        with atomic_file(self.directory / name) as temporary:
+            self.model.save_weights(temporary)
         state = {
             "epoch": self.epoch,
             "step": self.step,
@@ -143,7 +136,7 @@ class TrainingBackup(keras.callbacks.Callback):
                 for variable in _seed_generator_states(self.model)
             ],
         }
-        write_text_atomic(self.directory / STATE_FILE, json.dumps(state) + "\n")
+        write_file_atomic(self.directory / STATE_FILE, json.dumps(state) + "\n")
         for path in self.directory.iterdir():
             if path.name not in (name, STATE_FILE):
                 path.unlink()

@@ -2,21 +2,17 @@
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
-from keras_transformer.data import RESERVED_TOKENS, TOKENIZERS
-from keras_transformer.layers.validation import check_choice, check_positive_int, check_rate
+from keras_transformer.checks import check_choice, check_number, check_positive_int, check_rate
+from keras_transformer.data import TOKENIZERS
+from keras_transformer.data.tokenizers import check_vocabulary_size
 
 _POSITIVE_INTS = (
     "num_layers", "hidden_dim", "num_heads", "intermediate_dim", "max_sequence_length",
     "batch_size", "epochs", "warmup_steps", "backup_steps", "beam_size",
 )
 _BOOLS = ("normalize_first", "tie_embeddings", "lowercase")
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclasses.dataclass
@@ -63,14 +59,8 @@ class TranslationConfig:
     def __post_init__(self):
         for name in _POSITIVE_INTS:
             check_positive_int(name, getattr(self, name))
-        smallest = len(RESERVED_TOKENS) + 1
         for name in ("source_vocabulary_size", "target_vocabulary_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
-                raise ValueError(
-                    f"`{name}` must be an integer above the {len(RESERVED_TOKENS)} "
-                    f"reserved tokens. Received: {name}={value!r}"
-                )
+            check_vocabulary_size(name, getattr(self, name))
         check_rate("dropout", self.dropout)
         check_rate("label_smoothing", self.label_smoothing)
         check_rate("ema_momentum", self.ema_momentum)
@@ -81,16 +71,8 @@ class TranslationConfig:
                 raise ValueError(
                     f"`{name}` must be true or false. Received: {name}={getattr(self, name)!r}"
                 )
-        if not _is_number(self.learning_rate_scale) or self.learning_rate_scale <= 0:
-            raise ValueError(
-                "`learning_rate_scale` must be a number > 0. "
-                f"Received: learning_rate_scale={self.learning_rate_scale!r}"
-            )
-        if not _is_number(self.length_penalty):
-            raise ValueError(
-                "`length_penalty` must be a number (alpha, 0.6 in the paper). "
-                f"Received: length_penalty={self.length_penalty!r}"
-            )
+        check_number("learning_rate_scale", self.learning_rate_scale, positive=True)
+        check_number("length_penalty", self.length_penalty, meaning="alpha, 0.6 in the paper")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"`seed` must be an integer. Received: seed={self.seed!r}")
         if self.hidden_dim % self.num_heads:
@@ -198,10 +180,3 @@ def resolve_config(name_or_path: str, overrides: dict | None = None) -> Translat
         values = {**dataclasses.asdict(RECIPES[recipe]), **loaded}
     values.update(overrides or {})
     return TranslationConfig.from_dict(values, source=str(name_or_path))
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Writes `text` to a temporary file beside `path`, then renames it."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)

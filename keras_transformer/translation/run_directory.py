@@ -17,6 +17,9 @@
                                       state (see `backup.TrainingBackup`)
     RUN_DIR/logs/                     TensorBoard event files
 
+`load_run` reads a finished run back, checked: `Translator.from_run_dir`
+and `export_from_run_dir` both go through it.
+
 Every file but the event files, which TensorFlow appends to, is written to a
 temporary name beside it (starting with ".") and then renamed, so a run
 killed at any moment, even by SIGKILL, leaves only complete files under
@@ -27,11 +30,15 @@ import json
 import os
 import zipfile
 from pathlib import Path
+from typing import NamedTuple
 
 import keras
 
-from keras_transformer.data import DataError
-from keras_transformer.translation.config import TranslationConfig, write_text_atomic
+from keras_transformer.data import DataError, load_vocabulary_file, make_tokenizer, parse_direction
+from keras_transformer.data.vocabularies import Vocabulary
+from keras_transformer.files import write_file_atomic
+from keras_transformer.models import Seq2SeqTransformer
+from keras_transformer.translation.config import TranslationConfig
 
 CONFIG_FILE = "config.json"
 SOURCE_VOCABULARY_FILE = "source_vocabulary.txt"
@@ -47,7 +54,6 @@ CHECKPOINT_DIR = "checkpoints"
 BACKUP_DIR = "backup"
 LOG_DIR = "logs"
 CHECKPOINT_PATTERN = "epoch_{epoch:03d}.keras"
-
 
 
 def required_files(tokenizer: str) -> tuple[str, ...]:
@@ -97,25 +103,67 @@ def check_run_dir(run_dir: str | os.PathLike, required=None) -> Path:
     return path
 
 
-def load_run_model(run_dir: Path) -> keras.Model:
-    """Loads RUN_DIR/model.keras; a ValueError if it is not a .keras archive."""
+def _load_model(run_dir: Path) -> Seq2SeqTransformer:
+    """Loads RUN_DIR/model.keras, uncompiled; a ValueError if it is not a .keras
+    archive of a `Seq2SeqTransformer`."""
     path = run_dir / MODEL_FILE
     if not zipfile.is_zipfile(path):
         raise ValueError(
             f"{path} is not a .keras model archive (a zip file of {path.stat().st_size} "
             "bytes is expected): the file is corrupt or was not written by `model.save`."
         )
-    return keras.saving.load_model(path)
+    model = keras.saving.load_model(path, compile=False)
+    if not isinstance(model, Seq2SeqTransformer):
+        raise ValueError(
+            f"{path} holds a {type(model).__name__}, not a `Seq2SeqTransformer`: it was "
+            "written by a keras_transformer from before the model object, or by other "
+            "code. Train the run again with this version."
+        )
+    return model
+
+
+def model_vocabulary_sizes(model: Seq2SeqTransformer) -> tuple[int, int]:
+    """The (source, target) vocabulary sizes V of a `Seq2SeqTransformer`."""
+    return model.source_vocabulary_size, model.target_vocabulary_size
+
+
+def check_vocabulary_sizes(
+    vocabulary_sizes: tuple[int, int],
+    config: TranslationConfig,
+    model: Seq2SeqTransformer,
+    run_dir: Path | None = None,
+) -> None:
+    """Raises ValueError unless the (source, target) vocabulary sizes, the
+    config's and the model's agree; the message names the run directory's
+    files when the three come from `run_dir`."""
+    config_sizes = (config.source_vocabulary_size, config.target_vocabulary_size)
+    if run_dir is None:
+        where, config_name, fix = "", "the config", "build all three from one run."
+        names = ("the source vocabulary", "the target vocabulary")
+    else:
+        where, config_name = f" of {run_dir}", CONFIG_FILE
+        fix = "the run directory mixes files from different runs."
+        names = VOCABULARY_FILES[config.tokenizer]
+    for side, name, size, config_size, model_size in zip(
+        ("source", "target"), names, vocabulary_sizes, config_sizes, model_vocabulary_sizes(model)
+    ):
+        if not size == config_size == model_size:
+            raise ValueError(
+                f"The {side} vocabulary sizes{where} disagree: {name} has {size} tokens, "
+                f"{config_name} says {config_size} and the model's embedding has "
+                f"{model_size}. They must be equal; {fix}"
+            )
 
 
 def write_run_config(run_dir: Path, config: TranslationConfig, direction: str) -> None:
     """Writes config.json: the config's fields plus "direction"."""
     values = {**json.loads(config.to_json()), "direction": direction}
-    write_text_atomic(run_dir / CONFIG_FILE, json.dumps(values, indent=2, sort_keys=True) + "\n")
+    write_file_atomic(run_dir / CONFIG_FILE, json.dumps(values, indent=2, sort_keys=True) + "\n")
 
 
 def read_run_config(run_dir: Path) -> tuple[TranslationConfig, str]:
-    """Reads config.json back as `(config, direction)`."""
+    """Reads config.json back as `(config, direction)`; a ValueError naming
+    the file for invalid JSON, a bad "direction" or a bad config field."""
     path = run_dir / CONFIG_FILE
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
@@ -124,12 +172,62 @@ def read_run_config(run_dir: Path) -> tuple[TranslationConfig, str]:
     if not isinstance(values, dict) or "direction" not in values:
         raise ValueError(f"{path}: expected a JSON object with a \"direction\" key.")
     direction = values.pop("direction")
+    try:
+        parse_direction(direction)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
     return TranslationConfig.from_dict(values, source=str(path)), direction
+
+
+class Run(NamedTuple):
+    """A finished run, as `load_run` reads it."""
+
+    path: Path
+    config: TranslationConfig
+    direction: str
+    source_vocabulary: Vocabulary
+    target_vocabulary: Vocabulary
+    model: Seq2SeqTransformer
+
+
+def load_run(run_dir: str | os.PathLike) -> Run:
+    """Reads and checks the config, vocabularies and model of a finished run.
+
+    The vocabularies are token lists for config.json's "tokenizer"
+    "wordpiece" (the default), serialized SentencePiece models for
+    "sentencepiece"; the model is loaded uncompiled.
+
+    Raises:
+        FileNotFoundError: the directory or one of its files is missing
+            (the message names them).
+        ValueError: config.json is malformed, model.keras is not a .keras
+            archive, or the vocabulary files, config.json and the model
+            disagree on a vocabulary size.
+        DataError: a vocabulary file or SentencePiece model is malformed.
+
+    Example:
+    >>> run = load_run("runs/embedded")  # doctest: +SKIP
+    >>> run.config.max_sequence_length  # doctest: +SKIP
+    32
+    """
+    path = check_run_dir(run_dir)
+    config, direction = read_run_config(path)
+    vocabularies = [
+        load_vocabulary_file(config.tokenizer, path / name)
+        for name in VOCABULARY_FILES[config.tokenizer]
+    ]
+    model = _load_model(path)
+    sizes = tuple(
+        make_tokenizer(config.tokenizer, vocabulary).vocabulary_size()
+        for vocabulary in vocabularies
+    )
+    check_vocabulary_sizes(sizes, config, model, path)
+    return Run(path, config, direction, *vocabularies, model)
 
 
 def write_test_split(run_dir: Path, pairs: list[tuple[str, str]]) -> None:
     """Writes test.tsv, one `source<TAB>reference` line per pair."""
-    write_text_atomic(run_dir / TEST_FILE, "".join(f"{s}\t{t}\n" for s, t in pairs))
+    write_file_atomic(run_dir / TEST_FILE, "".join(f"{s}\t{t}\n" for s, t in pairs))
 
 
 def read_test_split(path: str | os.PathLike) -> list[tuple[str, str]]:

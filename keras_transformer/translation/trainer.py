@@ -9,6 +9,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from keras_transformer.checks import check_positive_int
 from keras_transformer.data import (
     DataError,
     default_splits,
@@ -21,6 +22,7 @@ from keras_transformer.data import (
     split_pairs,
     train_vocabulary,
 )
+from keras_transformer.files import atomic_file
 from keras_transformer.models import build_seq2seq_transformer
 from keras_transformer.training import (
     MaskedAccuracy,
@@ -30,7 +32,6 @@ from keras_transformer.training import (
 from keras_transformer.translation.backup import (
     EpochCheckpoint,
     TrainingBackup,
-    save_model_atomic,
     stop_on_signals,
 )
 from keras_transformer.translation.config import TranslationConfig, resolve_config
@@ -204,8 +205,7 @@ def train(
     if not isinstance(config, TranslationConfig):
         config = resolve_config(config)
     if epochs is not None:
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-            raise ValueError(f"`epochs` must be a positive integer. Received: {epochs!r}")
+        check_positive_int("epochs", epochs)
         config = dataclasses.replace(config, epochs=epochs)
     run_dir = Path(output_dir)
     splits = load_splits(data, direction, config.seed)
@@ -280,7 +280,8 @@ def train(
     losses = history.history.get("loss", [])
     if any(not math.isfinite(loss) for loss in losses):
         raise TrainingDivergedError(_divergence_message(run_dir, history.epoch[-1] + 1))
-    save_model_atomic(model, run_dir / MODEL_FILE)
+    with atomic_file(run_dir / MODEL_FILE) as temporary:
+        model.save(temporary)
     backup.delete()
     return Translator(
         model, config, source_vocabulary, target_vocabulary, direction, run_dir=run_dir

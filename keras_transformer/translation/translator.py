@@ -10,23 +10,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_transformer.data import (
-    END_ID,
-    START_ID,
-    detokenize,
-    load_vocabulary_file,
-    make_tokenizer,
-    parse_direction,
-)
+from keras_transformer.data import END_ID, START_ID, detokenize, make_tokenizer, parse_direction
 from keras_transformer.data.vocabularies import Vocabulary
 from keras_transformer.models import Seq2SeqTransformer, check_seq2seq_model
 from keras_transformer.translation.config import TranslationConfig
-from keras_transformer.translation.run_directory import (
-    VOCABULARY_FILES,
-    check_run_dir,
-    load_run_model,
-    read_run_config,
-)
+from keras_transformer.translation.run_directory import check_vocabulary_sizes, load_run
 
 # Sentences decoded together, and the granularity of the padded source
 # length: each (rows, length) shape compiles the decoding loop once.
@@ -78,30 +66,15 @@ class Translator:
         tokenizer, lowercase = config.tokenizer, config.lowercase
         self.source_tokenizer = make_tokenizer(tokenizer, source_vocabulary, lowercase)
         self.target_tokenizer = make_tokenizer(tokenizer, target_vocabulary, lowercase)
-        sizes = {
-            "source": (
-                self.source_tokenizer.vocabulary_size(),
-                config.source_vocabulary_size,
-                model.source_vocabulary_size,
-            ),
-            "target": (
-                self.target_tokenizer.vocabulary_size(),
-                config.target_vocabulary_size,
-                model.target_vocabulary_size,
-            ),
-        }
-        for side, (vocabulary_size, config_size, model_size) in sizes.items():
-            if not vocabulary_size == config_size == model_size:
-                raise ValueError(
-                    f"The {side} vocabulary sizes disagree: the vocabulary file has "
-                    f"{vocabulary_size} tokens, config.json says {config_size} and the "
-                    f"model's embedding has {model_size}. They must be equal; the run "
-                    "directory mixes files from different runs."
-                )
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        sizes = (
+            self.source_tokenizer.vocabulary_size(),
+            self.target_tokenizer.vocabulary_size(),
+        )
+        check_vocabulary_sizes(sizes, config, model, self.run_dir)
         self.model = model
         self.config = config
         self.direction = direction
-        self.run_dir = None if run_dir is None else Path(run_dir)
         # The tokens of the ids, for `cross_attention`.
         self.source_vocabulary = self.source_tokenizer.get_vocabulary()
         self.target_vocabulary = self.target_tokenizer.get_vocabulary()
@@ -117,16 +90,14 @@ class Translator:
                 .keras archive, or the vocabulary sizes do not match the model.
             DataError: a vocabulary file or SentencePiece model is malformed.
         """
-        path = check_run_dir(run_dir)
-        config, direction = read_run_config(path)
-        source_file, target_file = VOCABULARY_FILES[config.tokenizer]
+        run = load_run(run_dir)
         return cls(
-            load_run_model(path),
-            config,
-            load_vocabulary_file(config.tokenizer, path / source_file),
-            load_vocabulary_file(config.tokenizer, path / target_file),
-            direction,
-            run_dir=path,
+            run.model,
+            run.config,
+            run.source_vocabulary,
+            run.target_vocabulary,
+            run.direction,
+            run_dir=run.path,
         )
 
     def source_token_ids(self, texts: list[str]) -> list[list[int]]:

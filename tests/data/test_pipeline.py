@@ -215,14 +215,14 @@ def test_padding_fraction_counts_encoder_and_decoder_positions(tokenizers):
         (
             [("chat", "cat")],
             {"batch_size": 0},
-            "`batch_size` must be a positive integer. Received: 0",
+            "`batch_size` must be a positive integer. Received: batch_size=0",
         ),
         (
             [("chat", "cat")],
             {"max_sequence_length": 0},
-            "`max_sequence_length` must be a positive integer. Received: 0",
+            "`max_sequence_length` must be a positive integer. Received: max_sequence_length=0",
         ),
-        ([("chat", "cat")], {"batch_size": 2.5}, "Received: 2.5"),
+        ([("chat", "cat")], {"batch_size": 2.5}, "Received: batch_size=2.5"),
         ([("chat", "cat")], {"bucket_boundaries": [8, 8]}, "strictly increasing"),
         ([("chat", "cat")], {"bucket_boundaries": [0, 8]}, "strictly increasing"),
     ],

@@ -194,7 +194,8 @@ def test_split_pairs_rejects_bad_arguments():
     pairs = [("a", "b"), ("c", "d")]
     with pytest.raises(ValueError, match="Received 0 pairs"):
         split_pairs([])
-    with pytest.raises(ValueError, match="`test_fraction` must be in"):
+    message = r"`test_fraction` must be a float in \[0, 1\)\. Received: test_fraction=1\.0"
+    with pytest.raises(ValueError, match=message):
         split_pairs(pairs, test_fraction=1.0)
     with pytest.raises(ValueError, match="Cannot split 2 distinct source sentences"):
         split_pairs(pairs, validation_fraction=0.1, test_fraction=0.1)

@@ -84,7 +84,7 @@ def test_vocabulary_size_is_an_upper_bound():
 def test_train_rejects_bad_arguments():
     with pytest.raises(ValueError, match="Received 0 sentences"):
         train_wordpiece_vocabulary([], 100)
-    with pytest.raises(ValueError, match="Received: 4"):
+    with pytest.raises(ValueError, match="4 reserved tokens. Received: vocabulary_size=4"):
         train_wordpiece_vocabulary(["a"], 4)
 
 

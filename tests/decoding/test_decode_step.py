@@ -72,7 +72,7 @@ def test_a_model_this_library_did_not_build_is_refused_with_how_to_wrap_it():
     with pytest.raises(ValueError, match=r"Decoding needs a `keras_transformer.models."
                        r"Seq2SeqTransformer`. Received Functional .*Seq2SeqTransformer\("):
         greedy_search(plain, mixed_length_source(), **settings)
-    with pytest.raises(ValueError, match="Received str"):
+    with pytest.raises(ValueError, match="Received the path 'model'; load it first"):
         greedy_search("model", mixed_length_source(), **settings)
 
 

@@ -45,7 +45,7 @@ def test_missing_files_are_named(translator, tmp_path):
         for name in ("source_vocabulary.txt", "target_vocabulary.txt", "model.keras")
     )
     assert "config.json, " not in message.split("missing")[1].split(".")[0]
-    with pytest.raises(FileNotFoundError, match="no such run directory"):
+    with pytest.raises(FileNotFoundError, match="nowhere' does not exist. Expected a directory"):
         export_from_run_dir(tmp_path / "nowhere", "saved_model", tmp_path / "out")
 
 

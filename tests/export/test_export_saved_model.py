@@ -1,7 +1,6 @@
 """The SavedModel export: parity with the Python decoding API, a clean-process
 load, `saved_model_cli`, and a table of bad serving inputs."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,6 @@ import tensorflow as tf
 from keras_transformer.data import END_ID, START_ID, UNK_ID, detokenize
 from keras_transformer.decoding import beam_search, greedy_search
 from keras_transformer.export import export_saved_model
-from keras_transformer.export.files import atomic_directory
 
 from clean_process import run_in_clean_process
 
@@ -165,22 +163,6 @@ def test_existing_output_is_not_replaced(translator, saved_model_dir):
             translator.model, translator.source_vocabulary, translator.target_vocabulary,
             saved_model_dir,
         )
-
-
-def test_atomic_directory_leaves_nothing_on_failure(tmp_path):
-    target = tmp_path / "models" / "translator" / "1"
-    with pytest.raises(RuntimeError):
-        with atomic_directory(target) as temporary:
-            Path(temporary, "saved_model.pb").write_bytes(b"partial")
-            raise RuntimeError("export failed")
-    assert not target.exists() and os.listdir(target.parent) == []
-    with atomic_directory(target) as temporary:
-        Path(temporary, "saved_model.pb").write_bytes(b"done")
-    assert (target / "saved_model.pb").read_bytes() == b"done"
-    with atomic_directory(target, overwrite=True) as temporary:
-        Path(temporary, "saved_model.pb").write_bytes(b"new")
-    assert (target / "saved_model.pb").read_bytes() == b"new"
-    assert os.listdir(target.parent) == ["1"]
 
 
 @pytest.mark.slow

@@ -47,9 +47,12 @@ def test_accepts_tensor_steps_and_drives_an_optimizer():
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"hidden_dim": 0}, "Received: 0"), ({"hidden_dim": 8.0}, "Received: 8.0"),
-     ({"warmup_steps": -5}, "Received: -5"), ({"scale": 0.0}, "Received: 0.0"),
-     ({"gradient_accumulation_steps": 0}, "Received: 0")],
+    [({"hidden_dim": 0}, "positive integer. Received: hidden_dim=0"),
+     ({"hidden_dim": 8.0}, "Received: hidden_dim=8.0"),
+     ({"warmup_steps": -5}, "Received: warmup_steps=-5"),
+     ({"scale": 0.0}, "number > 0. Received: scale=0.0"),
+     ({"scale": "1"}, "number > 0. Received: scale='1'"),
+     ({"gradient_accumulation_steps": 0}, "Received: gradient_accumulation_steps=0")],
 )
 def test_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):

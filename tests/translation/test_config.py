@@ -4,7 +4,6 @@ import json
 import pytest
 
 from keras_transformer.translation import RECIPES, TranslationConfig, resolve_config
-from keras_transformer.translation.config import write_text_atomic
 
 
 def test_recipes_resolve_by_name():
@@ -55,14 +54,6 @@ def test_json_round_trip_and_model_kwargs():
     assert TranslationConfig.from_dict(json.loads(config.to_json())) == config
     assert config.model_kwargs()["hidden_dim"] == config.hidden_dim
     assert "batch_size" not in config.model_kwargs()
-
-
-def test_write_text_atomic_leaves_no_temporary_file(tmp_path):
-    path = tmp_path / "file.txt"
-    write_text_atomic(path, "one")
-    write_text_atomic(path, "two")
-    assert path.read_text() == "two"
-    assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
 
 
 def test_tokenizer_field_defaults_to_wordpiece_for_old_config_files():

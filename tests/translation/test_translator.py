@@ -104,7 +104,8 @@ def test_vocabulary_size_mismatch_is_reported(trained_run, tmp_path):
     run_dir = copy_run(trained_run, tmp_path)
     vocabulary = load_vocabulary(run_dir / "target_vocabulary.txt")
     save_vocabulary(vocabulary + ["extra"], run_dir / "target_vocabulary.txt")
-    with pytest.raises(ValueError, match=r"target vocabulary sizes disagree.*file has \d+ tokens"):
+    message = r"target vocabulary sizes of .* disagree: target_vocabulary\.txt has \d+ tokens"
+    with pytest.raises(ValueError, match=message):
         Translator.from_run_dir(run_dir)
 
 
