@@ -9,15 +9,44 @@ Shape letters, used in every module's comments and docstrings:
     M  the most steps a search decodes (`max_length`), the length of a
        self-attention cache (M * K in beam search)
 Masks are boolean, True = may attend (or: a real token, not padding).
+
+Installed as the `keras-transformer-seq2seq` distribution (`DISTRIBUTION`); the
+import name is `keras_transformer`.
+
+Importing the package loads neither Keras nor TensorFlow: the subpackages
+(`kt.layers`, `kt.models`, `kt.training`, `kt.decoding`, `kt.export`, `kt.data`,
+`kt.translation`) and the names re-exported here are imported on first access,
+so that `keras-transformer --help` and `--version` start fast and quietly.
 """
 
+import importlib
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from keras_transformer import layers, models, training  # noqa: E402
-from keras_transformer.models import build_seq2seq_transformer  # noqa: E402
-
 __version__ = "0.1.0"
+DISTRIBUTION = "keras-transformer-seq2seq"
 
-__all__ = ["build_seq2seq_transformer", "layers", "models", "training"]
+_SUBPACKAGES = ("data", "decoding", "export", "layers", "models", "training", "translation")
+# Public name -> (module, attribute) for the names re-exported at the top level.
+_REEXPORTS = {
+    "build_seq2seq_transformer": ("keras_transformer.models", "build_seq2seq_transformer"),
+    "Seq2SeqTransformer": ("keras_transformer.models", "Seq2SeqTransformer"),
+}
+
+__all__ = ["DISTRIBUTION", "__version__", *_SUBPACKAGES, *_REEXPORTS]
+
+
+def __getattr__(name):
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _REEXPORTS:
+        module_name, attribute = _REEXPORTS[name]
+        value = getattr(importlib.import_module(module_name), attribute)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -7,23 +7,20 @@
     keras-transformer export --run-dir runs/embedded --format tflite --output model.tflite
 
 User mistakes (a missing run directory, a malformed data file, an unknown
-config key) print one line naming what was received and expected, and exit
-with code 2; a training run that diverges exits with code 1.
+config key, a missing pip extra) print one line naming what was received and
+expected, and exit with code 2; a training run that diverges exits with code 1.
+
+`--help` and `--version` do not import TensorFlow. The subcommands import it
+with its C++ start-up lines (oneDNN, CUDA) hidden and TF_CPP_MIN_LOG_LEVEL=3
+unless TF_CPP_MIN_LOG_LEVEL is set; `--verbose` shows them all.
 """
 
 import argparse
+import contextlib
+import os
 import sys
 
-from keras_transformer.data import PAPER_EXAMPLE, DataError
-from keras_transformer.translation import (
-    TrainingDivergedError,
-    TrainingInterrupted,
-    Translator,
-    evaluate,
-    plot_cross_attention,
-    train,
-)
-from keras_transformer.translation.attention_plot import select_layer
+from keras_transformer import DISTRIBUTION, __version__
 
 PROGRAM = "keras-transformer"
 USAGE_ERROR = 2
@@ -38,6 +35,9 @@ def _print_evaluation(evaluation, title: str) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
+    from keras_transformer.data import PAPER_EXAMPLE
+    from keras_transformer.translation import evaluate, train
+
     config = args.config or ("tiny" if args.data is None else "small")
     translator = train(config, args.output_dir, args.data, args.direction, args.epochs)
     evaluation = evaluate(translator)
@@ -52,6 +52,8 @@ def run_train(args: argparse.Namespace) -> None:
 
 
 def run_translate(args: argparse.Namespace) -> None:
+    from keras_transformer.translation import Translator
+
     translator = Translator.from_run_dir(args.run_dir)
     texts = args.text if args.text else sys.stdin.read().splitlines()
     for translation in translator.translate(texts, beam_size=args.beam_size):
@@ -59,11 +61,19 @@ def run_translate(args: argparse.Namespace) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
+    from keras_transformer.translation import evaluate
+
     evaluation = evaluate(args.run_dir, args.data, beam_size=args.beam_size)
     _print_evaluation(evaluation, args.data or "Test split")
 
 
 def run_attention(args: argparse.Namespace) -> None:
+    from keras_transformer.optional import import_optional
+
+    import_optional("matplotlib", "plot", "the attention plot")  # before the model loads
+    from keras_transformer.translation import Translator, plot_cross_attention
+    from keras_transformer.translation.attention_plot import select_layer
+
     translator = Translator.from_run_dir(args.run_dir)
     source_tokens, target_tokens, weights = translator.cross_attention(
         args.text, beam_size=args.beam_size
@@ -76,8 +86,6 @@ def run_attention(args: argparse.Namespace) -> None:
     print(f"Wrote {args.output}: {title}")
 
 
-# The export subcommand calls `keras_transformer.export.export_from_run_dir`,
-# imported on use so that the other subcommands never load the export stack.
 def run_export(args: argparse.Namespace) -> None:
     from keras_transformer.export import export_from_run_dir
 
@@ -105,10 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROGRAM,
         description="Train and use Transformer translation models (Vaswani et al., 2017).",
     )
+    parser.add_argument("--version", action="version", version=f"{DISTRIBUTION} {__version__}")
+    verbose = argparse.ArgumentParser(add_help=False)  # before or after the subcommand
+    for container in (parser, verbose):
+        container.add_argument(
+            "--verbose",
+            action="store_true",
+            default=argparse.SUPPRESS,  # so that a subcommand's default keeps the global flag
+            help="show TensorFlow's start-up log lines (hidden by default)",
+        )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     command = commands.add_parser(
         "train",
+        parents=[verbose],
         help="train a model into a run directory",
         description="Train a translation model into RUN_DIR, then print BLEU on its "
         "test split and a few translations. Re-run the same command to resume "
@@ -134,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     command = commands.add_parser(
         "translate",
+        parents=[verbose],
         help="translate sentences",
         description="Translate the TEXT arguments, or the lines of standard input.",
     )
@@ -144,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     command = commands.add_parser(
         "evaluate",
+        parents=[verbose],
         help="BLEU and chrF on a test set",
         description="Cased and lowercased sacrebleu BLEU and chrF on the run's test "
         "split, or on every pair of --data.",
@@ -155,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     command = commands.add_parser(
         "attention",
+        parents=[verbose],
         help="plot the cross-attention of a translation",
         description="Translate TEXT and draw the decoder's cross-attention weights of "
         "one layer as heatmaps (one per head, or their mean).",
@@ -169,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     command = commands.add_parser(
         "export",
+        parents=[verbose],
         help="export a run for serving",
         description="Export a run directory with keras_transformer.export.",
     )
@@ -196,12 +218,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _stderr_file_descriptor_silenced():
+    """Points file descriptor 2 at os.devnull: C++ log lines written to it vanish."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow without its C++ start-up log lines.
+
+    TensorFlow 2.21 writes them before its logging reads TF_CPP_MIN_LOG_LEVEL,
+    so they are hidden by muting the stderr file descriptor during the import
+    (an import error is still raised, after it is restored). The level then
+    hides the log lines of later calls, unless the user set one.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" in sys.modules:
+        return
+    with _stderr_file_descriptor_silenced():
+        import tensorflow  # noqa: F401
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs one subcommand; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    if not getattr(args, "verbose", False):
+        import_tensorflow_quietly()
+    from keras_transformer.data import DataError
+    from keras_transformer.optional import MissingExtraError
+    from keras_transformer.translation import TrainingDivergedError, TrainingInterrupted
+
     try:
         args.run(args)
-    except (DataError, ValueError, FileNotFoundError, FileExistsError) as error:
+    except (
+        DataError, MissingExtraError, ValueError, FileNotFoundError, FileExistsError
+    ) as error:
         print(f"{PROGRAM} {args.command}: error: {error}", file=sys.stderr)
         return USAGE_ERROR
     except TrainingDivergedError as error:

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import re
 import shutil
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -813,3 +814,24 @@ def test_bad_input_gets_a_clear_error(call, expected, message, shared, tmp_path,
         return
     with pytest.raises(expected, match=message):
         call(context)
+
+
+# Rows of docs/bad_input.md that other tests check (the NaN loss: tests/training).
+DOCUMENTED_ELSEWHERE = {
+    "training.maskedsparsecategoricalcrossentropy/a-non-padding-label-outside-[0,-v)",
+}
+
+
+def test_docs_list_exactly_the_inventory():
+    """docs/bad_input.md has one row per case here, so the count the docs show
+    cannot go stale; a row's id is its entry point and its bad input, in words."""
+    docs = Path(__file__).resolve().parent.parent / "docs" / "bad_input.md"
+    rows = set()
+    for line in docs.read_text(encoding="utf-8").splitlines():
+        if line.startswith("| `"):
+            entry, bad_input = [cell.strip() for cell in line.strip("|").split("|")[:2]]
+            words = bad_input.replace("`", "").lower().replace(" ", "-")
+            rows.add(f"{entry.strip('`')}/{words}".lower())
+    ids = {param.id.lower() for param in INVENTORY}
+    assert len(ids) == len(INVENTORY)
+    assert rows - DOCUMENTED_ELSEWHERE == ids

@@ -249,3 +249,11 @@ def test_sentencepiece_run_trains_translates_evaluates_and_exports(files, tmp_pa
     )["translations"]
     expected = Translator.from_run_dir(run_dir).translate(sources)
     assert [text.decode("utf-8") for text in served.numpy()] == expected
+
+
+def test_attention_without_matplotlib_names_the_plot_extra(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the extra were not installed
+    code, _, err = run(capsys, "attention", "--run-dir", str(tmp_path), "Bonjour.",
+                       "--output", str(tmp_path / "a.png"))
+    assert_usage_error(code, err, "the attention plot needs matplotlib",
+                       "pip install 'keras-transformer-seq2seq[plot]'")

@@ -17,7 +17,7 @@ import os
 
 import keras_hub
 import tensorflow as tf
-from keras_hub.src.tokenizers.word_piece_tokenizer import pretokenize
+import tensorflow_text as tf_text
 from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib
 
 from keras_transformer.checks import check_positive_int
@@ -49,6 +49,41 @@ _SPACING_RULES = [
 # Tatoeba and the generated corpus follow) keeps one before "!", "?", ":" and ";".
 _CLOSING_RULE = (r" ([.,!?;:%)\]}…])", r"\1")
 _FRENCH_CLOSING_RULE = (r" ([.,%)\]}…])", r"\1")
+
+
+# The word split of `keras_hub.tokenizers.WordPieceTokenizer(split=True,
+# strip_accents=False)` (BERT's basic tokenization, RE2 syntax): whitespace and
+# control characters separate words, and every punctuation mark and CJK
+# character is a word of its own. tests/data/test_tokenizers.py checks that
+# the split equals the tokenizer's own.
+_WHITESPACE = r"\s|\p{Cc}|\p{Cf}"
+_PUNCTUATION = r"[!-/]|[:-@]|[\[-`]|[{-~]|[\p{P}]"  # ASCII non-alphanumerics too
+_CJK = "|".join(
+    rf"[\x{{{first}}}-\x{{{last}}}]"
+    for first, last in [
+        ("4E00", "9FFF"), ("3400", "4DBF"), ("20000", "2A6DF"), ("2A700", "2B73F"),
+        ("2B740", "2B81F"), ("2B820", "2CEAF"), ("F900", "FAFF"), ("2F800", "2FA1F"),
+    ]
+)
+
+
+def split_words(texts: tf.Tensor, lowercase: bool) -> tf.RaggedTensor:
+    """Splits a (N,) string tensor into (N, None) words as the WordPiece tokenizer does.
+
+    Args:
+        texts: a (N,) tensor of UTF-8 strings.
+        lowercase: whether to case-fold the words, as `build_tokenizer(lowercase=...)`.
+
+    Returns:
+        A ragged (N, None) string tensor of words and punctuation marks.
+    """
+    texts = tf.strings.regex_replace(texts, _CJK, r" \0 ")
+    words = tf_text.regex_split(
+        texts,
+        delim_regex_pattern="|".join([_WHITESPACE, _PUNCTUATION, _CJK]),
+        keep_delim_regex_pattern="|".join([_PUNCTUATION, _CJK]),
+    )
+    return tf_text.case_fold_utf8(words) if lowercase else words
 
 
 def train_wordpiece_vocabulary(
@@ -88,7 +123,7 @@ def train_wordpiece_vocabulary(
     # What `keras_hub.tokenizers.compute_word_piece_vocabulary` does, with the
     # learner's lower frequency threshold exposed.
     words = tf.data.Dataset.from_tensor_slices(texts).batch(1024).map(
-        lambda text: pretokenize(text, lowercase, strip_accents=False, split=True)
+        lambda text: split_words(text, lowercase)
     )
     vocabulary = wordpiece_tokenizer_learner_lib.learn(
         wordpiece_tokenizer_learner_lib.count_words(words),

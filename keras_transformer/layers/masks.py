@@ -5,12 +5,45 @@ Shape letters: see `keras_transformer`; here T is the query length and S the key
 
 import functools
 
+import keras
 from keras import ops
 
-# Keras keeps masks as a tensor attribute on every backend; these accessors are
-# not exported under `keras.*` in Keras 3.15, so we use them from `keras.src`
-# (pinned in setup.cfg) rather than reimplement the per-backend storage.
-from keras.src.backend import get_keras_mask, set_keras_mask  # noqa: F401
+
+# Keras stores a tensor's mask per backend (an attribute, or a table keyed by
+# the tensor for JAX tracers) and exports no accessor for it. Its public
+# protocol is the one of `Layer.__call__`: a layer whose `call()` takes `mask`
+# receives the mask of its input, and a layer that supports masking attaches
+# `compute_mask(...)` to its output. These two weightless layers use it.
+class _ReadKerasMask(keras.layers.Layer):
+    def call(self, inputs, mask=None):
+        return mask
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
+class _AttachKerasMask(keras.layers.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(autocast=False, **kwargs)  # keeps the input tensor itself
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        return inputs
+
+
+_read_keras_mask = _ReadKerasMask(name="read_keras_mask")
+_attach_keras_mask = _AttachKerasMask(name="attach_keras_mask")
+
+
+def get_keras_mask(x):
+    """The Keras mask attached to tensor `x` (e.g. by `mask_zero=True`), or None."""
+    return _read_keras_mask(x)
+
+
+def set_keras_mask(x, mask):
+    """Attaches `mask` to tensor `x` in place, as a masking Keras layer does;
+    `x` must not carry a mask yet (a mask already attached is kept)."""
+    _attach_keras_mask(x, mask=mask)
 
 
 def causal_mask(query_length, key_length, start_index=0):

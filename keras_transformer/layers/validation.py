@@ -4,13 +4,10 @@ The checks of plain arguments live in `keras_transformer.checks`; they are
 imported here too, for the layers, decoding, models and export.
 """
 
+import sys
+
 import keras
 import numpy as np
-
-# Private Keras helpers (pinned in setup.cfg, as in masks.py) that tell a traced
-# call from an eager one, for the checks that need tensor values.
-from keras.src.utils.backend_utils import in_tf_graph
-from keras.src.utils.jax_utils import is_in_jax_tracing_scope
 
 from keras_transformer.checks import (  # noqa: F401 (re-exported)
     check_choice,
@@ -99,15 +96,25 @@ def check_same_batch(layer_name, first_name, first_shape, second_name, second_sh
         )
 
 
+def values_unknown(tensor):
+    """True when `tensor` has no values yet: a KerasTensor, or a tensor inside a
+    TensorFlow graph (`tf.function`, `tf.data`) or a `jax.jit` trace."""
+    if keras.backend.is_keras_tensor(tensor):
+        return True
+    if "tensorflow" in sys.modules and not sys.modules["tensorflow"].executing_eagerly():
+        return True
+    if "jax" in sys.modules:
+        import jax
+
+        return isinstance(tensor, jax.core.Tracer)
+    return False
+
+
 def check_token_ids(layer_name, token_ids, vocabulary_size):
     """Raises ValueError for ids outside [0, vocabulary_size) when their values
     are known (eager calls). Inside a traced function (`model.fit`,
     `tf.function`, `jax.jit`) the values are unknown and nothing is checked."""
-    if (
-        keras.backend.is_keras_tensor(token_ids)
-        or in_tf_graph()
-        or is_in_jax_tracing_scope(token_ids)
-    ):
+    if values_unknown(token_ids):
         return
     ids = keras.ops.convert_to_numpy(token_ids)
     if ids.size == 0:

@@ -1,5 +1,7 @@
 """Heatmaps of the decoder's cross-attention, drawn with matplotlib's Agg backend.
 
+matplotlib comes with the `plot` extra; it is imported when a plot is drawn.
+
 Shape letters: L decoder layers, H heads, T target tokens, S source tokens.
 """
 
@@ -7,8 +9,8 @@ import math
 import os
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+
+from keras_transformer.optional import import_optional
 
 
 def select_layer(weights: np.ndarray, layer: int) -> np.ndarray:
@@ -39,7 +41,12 @@ def plot_cross_attention(
         output: the image path; its suffix (".png", ".pdf", ".svg") picks the format.
         average_heads: one panel of the mean over heads instead of H panels.
         title: the figure title.
+
+    Raises:
+        MissingExtraError: matplotlib is not installed (the `plot` extra).
     """
+    backend_agg = import_optional("matplotlib.backends.backend_agg", "plot", "the attention plot")
+    figure_module = import_optional("matplotlib.figure", "plot", "the attention plot")
     panels = weights.mean(axis=0, keepdims=True) if average_heads else weights  # (H, T, S)
     names = ["mean over heads"] if average_heads else [f"head {h}" for h in range(len(panels))]
     columns = min(len(panels), 4)
@@ -47,8 +54,8 @@ def plot_cross_attention(
     cell = 0.35
     panel_width = max(3.0, cell * len(source_tokens) + 1.5)
     panel_height = max(2.5, cell * len(target_tokens) + 1.5)
-    figure = Figure(figsize=(panel_width * columns, panel_height * rows), layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = figure_module.Figure(figsize=(panel_width * columns, panel_height * rows), layout="constrained")
+    backend_agg.FigureCanvasAgg(figure)
     for index, (panel, name) in enumerate(zip(panels, names)):
         axes = figure.add_subplot(rows, columns, index + 1)
         image = axes.imshow(panel, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")

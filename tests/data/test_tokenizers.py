@@ -17,6 +17,7 @@ from keras_transformer.data.tokenizers import (
     detokenize_to_strings,
     load_vocabulary,
     save_vocabulary,
+    split_words,
     train_wordpiece_vocabulary,
 )
 
@@ -227,3 +228,27 @@ def test_rare_words_get_whole_word_tokens_above_min_count():
 def test_min_count_below_one_is_rejected():
     with pytest.raises(ValueError, match="min_count"):
         train_wordpiece_vocabulary(["a b"], vocabulary_size=10, min_count=0)
+
+
+SPLIT_CASES = [
+    "L'homme « Élégant » a dit : \"Bonjour !\" (à 10:30, 3.5 €).",
+    "T-shirt, don’t — est-ce…?   tabs\tand\nnew lines",
+    "zero\u200bwidth, control\x07char, 東京タワーは高い。Ünïcödé STRASSE Straße",
+    "$#@^`~|\\ [brackets]{braces}<angles> 😀 emoji",
+    "",
+]
+
+
+@pytest.mark.parametrize("lowercase", [False, True])
+def test_split_words_is_the_wordpiece_tokenizers_split(lowercase):
+    """With every word of `split_words` in the vocabulary, the keras_hub tokenizer
+    returns exactly those words: its own split is the same."""
+    words = split_words(tf.constant(SPLIT_CASES), lowercase).to_list()
+    distinct = sorted({word.decode("utf-8") for row in words for word in row})
+    vocabulary = RESERVED_TOKENS + [word for word in distinct if word not in RESERVED_TOKENS]
+    tokenizer = build_tokenizer(vocabulary, lowercase=lowercase)
+    for text, expected in zip(SPLIT_CASES, words):
+        ids = tokenizer(tf.constant([text]))[0]
+        assert [vocabulary[i] for i in ids] == [word.decode("utf-8") for word in expected]
+    first = "l" if lowercase else "L"
+    assert [word.decode("utf-8") for word in words[0][:4]] == [first, "'", "homme", "«"]

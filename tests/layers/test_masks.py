@@ -7,8 +7,10 @@ from hypothesis import strategies as st
 from keras_transformer.layers.masks import (
     cache_padding_mask,
     causal_mask,
+    get_keras_mask,
     merge_masks,
     merge_padding_masks,
+    set_keras_mask,
 )
 
 
@@ -50,3 +52,45 @@ def test_cache_padding_mask_places_new_entries_at_the_update_index(index):
     expected = np.ones((2, 7), bool)
     expected[:, index : index + 2] = new
     np.testing.assert_array_equal(mask, expected)
+
+
+IDS = np.array([[3, 4, 0, 0], [5, 6, 7, 0]], "int32")
+
+
+class ZeroPadding(keras.layers.Layer):
+    """Zeroes the positions that the input's Keras mask marks as padding."""
+
+    def call(self, inputs):
+        mask = get_keras_mask(inputs)  # (B, T) or None
+        if mask is None:
+            return inputs
+        return inputs * keras.ops.cast(mask, inputs.dtype)[..., None]  # (B, T, D)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
+def test_get_keras_mask_reads_the_mask_keras_attached():
+    hidden = keras.layers.Embedding(9, 4, mask_zero=True)(IDS)  # (B, T, D)
+    np.testing.assert_array_equal(to_numpy(get_keras_mask(hidden)), IDS != 0)
+    assert get_keras_mask(keras.ops.ones((2, 4, 4))) is None
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_get_keras_mask_inside_a_compiled_model(jit_compile):
+    """Inside `model.predict` the tensors are traced (TensorFlow graph, `jax.jit`),
+    where Keras may keep the mask outside the tensor."""
+    ids = keras.Input((4,), dtype="int32")
+    hidden = keras.layers.Embedding(9, 4, mask_zero=True, embeddings_initializer="ones")(ids)
+    model = keras.Model(ids, ZeroPadding()(hidden))
+    model.compile(jit_compile=jit_compile and keras.backend.backend() != "torch")
+    outputs = model.predict(IDS, verbose=0)  # (B, T, D)
+    np.testing.assert_array_equal(outputs[..., 0], (IDS != 0).astype("float32"))
+
+
+def test_set_keras_mask_is_seen_by_keras_layers():
+    hidden = keras.ops.convert_to_tensor(np.arange(8, dtype="float32").reshape(2, 4, 1))
+    set_keras_mask(hidden, keras.ops.convert_to_tensor(IDS != 0))
+    np.testing.assert_array_equal(to_numpy(get_keras_mask(hidden)), IDS != 0)
+    pooled = keras.layers.GlobalAveragePooling1D()(hidden)  # (B, 1): mean of real steps
+    np.testing.assert_allclose(to_numpy(pooled)[:, 0], [0.5, 5.0])

@@ -80,3 +80,40 @@ def test_low_precision_logits(dtype):
     metric = MaskedAccuracy()
     metric.update_state(LABELS, keras.ops.cast(one_hot_logits(LABELS), dtype))
     assert float(metric.result()) == 1.0
+
+
+def keras_and_masked_accuracy(model, data, labels, sample_weight=None):
+    model.compile(
+        loss=MaskedSparseCategoricalCrossentropy(),
+        metrics=[MaskedAccuracy(), keras.metrics.SparseCategoricalAccuracy(name="keras")],
+    )
+    results = model.evaluate(data, labels, sample_weight=sample_weight, return_dict=True,
+                             verbose=0)
+    return results["keras"], results["masked_accuracy"]
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_keras_accuracy_on_the_masked_logits_of_the_model(weighted):
+    """The question of issue 22: the model's logits carry the Keras mask of the
+    decoder ids, so Keras's own accuracy may already ignore padding."""
+    model = build_seq2seq_transformer(
+        9, 7, num_layers=1, hidden_dim=8, num_heads=2, intermediate_dim=16, dropout=0.0,
+    )
+    source = np.array([[3, 4, 5, 0, 0], [6, 7, 0, 0, 0]], "int32")
+    decoder_inputs = np.array([[1, 3, 5, 0, 0], [1, 4, 0, 0, 0]], "int32")
+    data = {"encoder_token_ids": source, "decoder_token_ids": decoder_inputs}
+    weights = np.repeat([[1.0], [3.0]], LABELS.shape[1], axis=1) if weighted else None  # (B, T)
+    keras_accuracy, masked_accuracy = keras_and_masked_accuracy(model, data, LABELS, weights)
+    np.testing.assert_allclose(keras_accuracy, masked_accuracy, rtol=1e-6)
+
+
+def test_keras_accuracy_counts_padding_when_the_logits_carry_no_mask():
+    """Logits from outside a masked model (a custom model, a plain tensor):
+    only MaskedAccuracy ignores the padding labels."""
+    right_except_padding = np.where(LABELS == 0, 6, LABELS)
+    keras_metric = keras.metrics.SparseCategoricalAccuracy()
+    keras_metric.update_state(LABELS, one_hot_logits(right_except_padding))
+    masked = MaskedAccuracy()
+    masked.update_state(LABELS, one_hot_logits(right_except_padding))
+    assert float(masked.result()) == 1.0
+    np.testing.assert_allclose(float(keras_metric.result()), 5 / 10)
