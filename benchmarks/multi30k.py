@@ -209,7 +209,7 @@ def main() -> None:
         model.compile(
             optimizer=kt.training.transformer_adam(**config.optimizer_kwargs()),
             loss=kt.training.MaskedSparseCategoricalCrossentropy(config.label_smoothing),
-            metrics=[kt.training.MaskedAccuracy()],
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             # As the trainer: no XLA, which would compile again for every
             # bucketed (S, T) shape (~20 s each on a CPU core).
             jit_compile=False,

@@ -30,7 +30,6 @@ from keras_transformer.layers import (
 )
 from keras_transformer.models import Seq2SeqTransformer
 from keras_transformer.training import (
-    MaskedAccuracy,
     MaskedSparseCategoricalCrossentropy,
     transformer_adam,
 )
@@ -75,7 +74,7 @@ def main() -> None:
     model.compile(
         optimizer=transformer_adam(HIDDEN_DIM, warmup_steps=200, scale=2.0),
         loss=MaskedSparseCategoricalCrossentropy(),
-        metrics=[MaskedAccuracy()],
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
     model.fit(dataset, epochs=3, verbose=2)
 

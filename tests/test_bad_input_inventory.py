@@ -348,13 +348,6 @@ INVENTORY = [
         ValueError, r"labels of shape \(2, 3\) and logits of shape \(2, 4, 5\)",
         id="training.MaskedSparseCategoricalCrossentropy/labels-and-logits-lengths-differ",
     ),
-    pytest.param(
-        lambda c: training.MaskedAccuracy().update_state(
-            np.ones((2, 3), "int32"), np.ones((2, 4, 5), "float32")
-        ),
-        ValueError, r"labels of shape \(2, 3\) and logits of shape \(2, 4, 5\)",
-        id="training.MaskedAccuracy/labels-and-logits-lengths-differ",
-    ),
     # Data readers: empty data sets, misaligned parallel files.
     pytest.param(
         lambda c: data.read_parallel(*[c.parallel(["un", "deux"], ["one"]).with_suffix(suffix)
@@ -549,7 +542,7 @@ INVENTORY = [
         lambda c: export_saved_model("model.keras", VOCABULARY, VOCABULARY, c.tmp / "out"),
         ValueError, r"^Export needs a `keras_transformer\.models\.Seq2SeqTransformer`\. "
         r"Received the path 'model\.keras'; load it first with `keras\.saving\.load_model",
-        id="export.export_saved_model/not-a-model",
+        id="export.export_saved_model/a-path-instead-of-a-model",
     ),
     pytest.param(
         lambda c: export_saved_model(c.model, VOCABULARY, VOCABULARY, c.tmp / "out",

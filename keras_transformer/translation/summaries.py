@@ -22,7 +22,7 @@ class EpochSummaries(keras.callbacks.Callback):
     """Logs every epoch's metrics and learning rate as TensorBoard scalars.
 
     The layout is that of `keras.callbacks.TensorBoard`: `log_dir/train` and
-    `log_dir/validation`, tags "epoch_loss", "epoch_masked_accuracy", ...,
+    `log_dir/validation`, tags "epoch_loss", "epoch_accuracy", ...,
     and "epoch_learning_rate", stepped by epoch.
 
     Args:

@@ -25,7 +25,6 @@ from keras_transformer.data import (
 from keras_transformer.files import atomic_file
 from keras_transformer.models import build_seq2seq_transformer
 from keras_transformer.training import (
-    MaskedAccuracy,
     MaskedSparseCategoricalCrossentropy,
     transformer_adam,
 )
@@ -248,7 +247,7 @@ def train(
     model.compile(
         optimizer=transformer_adam(**config.optimizer_kwargs()),
         loss=MaskedSparseCategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=[MaskedAccuracy()],
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         # Bucketed batches come in many (S, T) shapes and XLA compiles the
         # train step again for each one (~20 s per shape for the small model
         # on a CPU core); without XLA, tf.function relaxes to one graph for

@@ -30,7 +30,6 @@ SCRIPT = textwrap.dedent(
     from keras_transformer import build_seq2seq_transformer, layers
     from keras_transformer.decoding import beam_search, greedy_search, sample
     from keras_transformer.training import (
-        MaskedAccuracy,
         MaskedSparseCategoricalCrossentropy,
         transformer_adam,
     )
@@ -53,7 +52,7 @@ SCRIPT = textwrap.dedent(
     model.compile(
         optimizer=transformer_adam(8, warmup_steps=10),
         loss=MaskedSparseCategoricalCrossentropy(),
-        metrics=[MaskedAccuracy()],
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
     history = model.fit(data, labels, batch_size=2, epochs=5, verbose=0)
     report["losses"] = history.history["loss"]

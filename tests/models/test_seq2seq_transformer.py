@@ -14,7 +14,6 @@ from keras_transformer.layers import (
 from keras_transformer.layers.masks import get_keras_mask
 from keras_transformer.models import DECODER_INPUT, ENCODER_INPUT
 from keras_transformer.training import (
-    MaskedAccuracy,
     MaskedSparseCategoricalCrossentropy,
     TransformerSchedule,
     transformer_adam,
@@ -281,7 +280,7 @@ def test_keras_file_round_trip_keeps_the_training_setup(batch, save_and_load):
     model.compile(
         optimizer=transformer_adam(HIDDEN_DIM, warmup_steps=10),
         loss=MaskedSparseCategoricalCrossentropy(label_smoothing=0.2),
-        metrics=[MaskedAccuracy()],
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         run_eagerly=True,
     )
     source, target = batch
@@ -343,11 +342,36 @@ def test_fits_a_tf_data_dataset(rng, execution):
     model.compile(
         optimizer=keras.optimizers.Adam(3e-3),
         loss=MaskedSparseCategoricalCrossentropy(),
-        metrics=[MaskedAccuracy()],
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         **execution,
     )
     history = model.fit(copy_task_dataset(rng), epochs=3, shuffle=False, verbose=0)
     losses = history.history["loss"]
     assert np.isfinite(losses).all()
     assert losses[-1] < losses[0]
-    assert history.history["masked_accuracy"][-1] > history.history["masked_accuracy"][0]
+    assert history.history["accuracy"][-1] > history.history["accuracy"][0]
+
+
+def test_keras_accuracy_skips_padding_because_the_logits_carry_the_mask(rng):
+    """Why the library has no accuracy metric of its own (issue 22): the logits
+    carry the Keras mask of the decoder ids, so `SparseCategoricalAccuracy`
+    counts only the non-padding positions of right-padded labels."""
+    model = build(num_layers=1)
+    model.compile(
+        loss=MaskedSparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    source = random_ids(rng, [5, 2, 6, 3], 6, SOURCE_VOCABULARY)
+    decoder_inputs = random_ids(rng, [6, 3, 1, 4], 6, TARGET_VOCABULARY)
+    predictions = logits(model, source, decoder_inputs).argmax(-1)  # (B, T)
+    # Labels: the prediction at even positions, another id at odd ones, 0 after the end.
+    right = np.where(predictions == 0, 3, predictions)
+    wrong = np.where(predictions == TARGET_VOCABULARY - 1, 3, predictions + 1)
+    labels = np.where(np.arange(6) % 2 == 0, right, wrong)
+    labels = np.where(decoder_inputs != 0, labels, 0).astype("int32")
+    real = labels != 0
+    expected = (predictions == labels)[real].mean()
+    assert not np.isclose((predictions == labels).mean(), expected)  # padding would show
+
+    results = model.evaluate(inputs(source, decoder_inputs), labels, return_dict=True, verbose=0)
+    np.testing.assert_allclose(results["accuracy"], expected, rtol=1e-6)

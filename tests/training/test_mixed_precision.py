@@ -4,7 +4,6 @@ import pytest
 
 from keras_transformer import build_seq2seq_transformer
 from keras_transformer.training import (
-    MaskedAccuracy,
     MaskedSparseCategoricalCrossentropy,
     transformer_adam,
 )
@@ -30,7 +29,7 @@ def compiled(model):
     model.compile(
         optimizer=transformer_adam(hidden_dim=16, warmup_steps=4, scale=4.0),
         loss=MaskedSparseCategoricalCrossentropy(),
-        metrics=[MaskedAccuracy()],
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
     return model
 
