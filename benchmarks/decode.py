@@ -80,7 +80,7 @@ def build_models() -> tuple[keras.Model, dict]:
     )
     # A zero row gives the end token a logit of exactly 0 (tied output
     # projection): never the argmax, so the exported loop runs every step.
-    table = model.get_layer("decoder_embedding").embeddings
+    table = model.decoder_embedding.embeddings
     table.assign(np.where(np.arange(VOCABULARY_SIZE)[:, None] == END_ID, 0.0, table.numpy()))
     hub = {
         "encoder_embedding": keras_hub.layers.TokenAndPositionEmbedding(
@@ -134,18 +134,18 @@ def _copy_weights(model, hub):
     by sqrt(D); KerasHub's are not, so its table is ours times sqrt(D) (its
     tied logits are then scaled by sqrt(D), which keeps every argmax)."""
     for name in ("encoder_embedding", "decoder_embedding"):
-        ours, theirs = model.get_layer(name), hub[name]
+        ours, theirs = getattr(model, name), hub[name]
         theirs.token_embedding.embeddings.assign(ours.embeddings.numpy() * math.sqrt(HIDDEN_DIM))
         theirs.position_embedding.position_embeddings.assign(
             ours.position_layer.position_embeddings.numpy()
         )
-    for ours, theirs in zip(model.get_layer("encoder").blocks, hub["encoder_layers"]):
+    for ours, theirs in zip(model.encoder.blocks, hub["encoder_layers"]):
         _copy_attention(ours.self_attention, theirs._self_attention_layer)
         _copy_layer(ours.attention_norm, theirs._self_attention_layer_norm)
         _copy_layer(ours.feed_forward.intermediate_dense, theirs._feedforward_intermediate_dense)
         _copy_layer(ours.feed_forward.output_dense, theirs._feedforward_output_dense)
         _copy_layer(ours.feed_forward_norm, theirs._feedforward_layer_norm)
-    for ours, theirs in zip(model.get_layer("decoder").blocks, hub["decoder_layers"]):
+    for ours, theirs in zip(model.decoder.blocks, hub["decoder_layers"]):
         _copy_attention(ours.self_attention, theirs._self_attention_layer)
         _copy_layer(ours.self_attention_norm, theirs._self_attention_layer_norm)
         _copy_attention(ours.cross_attention, theirs._cross_attention_layer)
@@ -358,7 +358,7 @@ def main() -> None:
     for batch_size in (int(size) for size in args.batch_sizes.split(",")):
         source = rng.integers(1, VOCABULARY_SIZE, (batch_size, args.source_length), dtype="int32")
         hub_greedy = keras_hub_greedy_function(hub, args.new_tokens)
-        ours = greedy_search(model, source, **settings).numpy()
+        ours = greedy_search(model, source, **settings)[0].numpy()
         hub_tokens = hub_greedy(tf.constant(source)).numpy()
         uncached_tokens = uncached_greedy(last_logits, source, min(args.new_tokens, 8))
         print(
@@ -366,7 +366,7 @@ def main() -> None:
             f"uncached == ours (first 8): {np.array_equal(uncached_tokens, ours[:, :8])}"
         )
         runs = {
-            GREEDY: lambda: greedy_search(model, source, **settings).numpy(),
+            GREEDY: lambda: greedy_search(model, source, **settings)[0].numpy(),
             BEAM: lambda: beam_search(model, source, **settings)[0].numpy(),
             KERAS_HUB: lambda: hub_greedy(tf.constant(source)).numpy(),
         }

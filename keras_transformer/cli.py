@@ -124,21 +124,29 @@ def build_parser() -> argparse.ArgumentParser:
         )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    command = commands.add_parser(
+    def add_command(name, run, help, description):
+        command = commands.add_parser(
+            name, parents=[verbose], help=help, description=description
+        )
+        command.set_defaults(run=run)
+        if name == "train":
+            command.add_argument("--output-dir", required=True, metavar="RUN_DIR")
+        else:
+            command.add_argument("--run-dir", required=True)
+        return command
+
+    command = add_command(
         "train",
-        parents=[verbose],
+        run_train,
         help="train a model into a run directory",
         description="Train a translation model into RUN_DIR, then print BLEU on its "
         "test split and a few translations. Re-run the same command to resume "
         "after an interruption.",
     )
-    command.add_argument("--output-dir", required=True, metavar="RUN_DIR")
-    command.add_argument(
-        "--data",
-        metavar="PATH",
-        help="a tab-separated Tatoeba/Anki file (English<TAB>other) or the prefix of "
-        "line-aligned files (PATH.fr, PATH.en); default: the embedded generated corpus",
-    )
+    command.add_argument("--data", metavar="PATH", help=(
+        "a tab-separated Tatoeba/Anki file (English<TAB>other) or the prefix of "
+        "line-aligned files (PATH.fr, PATH.en); default: the embedded generated corpus"
+    ))
     command.add_argument("--direction", default="fr-en", help="source-target (default fr-en)")
     command.add_argument("--epochs", type=positive_int, help="override the config's epochs")
     command.add_argument(
@@ -148,53 +156,45 @@ def build_parser() -> argparse.ArgumentParser:
         '{"recipe": "tiny", "tokenizer": "sentencepiece"} (default: tiny for the '
         "embedded corpus, small with --data)",
     )
-    command.set_defaults(run=run_train)
 
-    command = commands.add_parser(
+    command = add_command(
         "translate",
-        parents=[verbose],
+        run_translate,
         help="translate sentences",
         description="Translate the TEXT arguments, or the lines of standard input.",
     )
-    command.add_argument("--run-dir", required=True)
     command.add_argument("--beam-size", type=positive_int, help="1 = greedy (default: config)")
     command.add_argument("text", nargs="*", metavar="TEXT")
-    command.set_defaults(run=run_translate)
 
-    command = commands.add_parser(
+    command = add_command(
         "evaluate",
-        parents=[verbose],
+        run_evaluate,
         help="BLEU and chrF on a test set",
         description="Cased and lowercased sacrebleu BLEU and chrF on the run's test "
         "split, or on every pair of --data.",
     )
-    command.add_argument("--run-dir", required=True)
     command.add_argument("--data", metavar="PATH", help="a corpus, as for train")
     command.add_argument("--beam-size", type=positive_int)
-    command.set_defaults(run=run_evaluate)
 
-    command = commands.add_parser(
+    command = add_command(
         "attention",
-        parents=[verbose],
+        run_attention,
         help="plot the cross-attention of a translation",
         description="Translate TEXT and draw the decoder's cross-attention weights of "
         "one layer as heatmaps (one per head, or their mean).",
     )
-    command.add_argument("--run-dir", required=True)
     command.add_argument("text", metavar="TEXT")
     command.add_argument("--output", required=True, metavar="IMAGE", help="e.g. heatmap.png")
     command.add_argument("--layer", type=int, default=-1, help="decoder layer (default -1)")
     command.add_argument("--average-heads", action="store_true")
     command.add_argument("--beam-size", type=positive_int)
-    command.set_defaults(run=run_attention)
 
-    command = commands.add_parser(
+    command = add_command(
         "export",
-        parents=[verbose],
+        run_export,
         help="export a run for serving",
         description="Export a run directory with keras_transformer.export.",
     )
-    command.add_argument("--run-dir", required=True)
     command.add_argument("--format", required=True, choices=["saved_model", "tflite"])
     command.add_argument("--output", required=True, help="SavedModel directory or .tflite file")
     command.add_argument(
@@ -214,7 +214,6 @@ def build_parser() -> argparse.ArgumentParser:
         "op, for TF Serving builds that lack them (tokenize in the client)",
     )
     command.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    command.set_defaults(run=run_export)
     return parser
 
 

@@ -8,9 +8,7 @@ from keras import ops
 from keras_transformer.decoding.search_utils import (
     EXCLUDED_LOGIT,
     Tensor,
-    check_encoder_token_ids,
-    check_model,
-    check_settings,
+    check_search,
     compiled_search,
     is_end,
     write_position,
@@ -237,14 +235,8 @@ def beam_search(
     `greedy_search`; under torch the loop runs eagerly).
 
     Args:
-        model: a `Seq2SeqTransformer` (also reloaded from a `.keras` file);
-            any other model raises a ValueError.
-        encoder_token_ids: int (B, S) source token ids, 0 = padding; ids
-            outside the source vocabulary raise a ValueError.
-        start_token_id: the token that starts every target, not returned.
-        end_token_id: the token that ends a target, or None to always
-            generate `max_length` tokens.
-        max_length: the most tokens per hypothesis (the end token counts).
+        model, encoder_token_ids, start_token_id, end_token_id, max_length:
+            as `greedy_search` (`max_length` per hypothesis).
         beam_size: K, hypotheses kept per row.
         length_penalty: alpha; 0 ranks by total log-probability.
         return_all_beams: return all K beams instead of the best one.
@@ -255,21 +247,18 @@ def beam_search(
         scores; with `return_all_beams=True`, (B, K, T) and (B, K), best
         first.
 
-    Example:
-    >>> model = build_seq2seq_transformer(30, 30, num_layers=1, hidden_dim=16,
-    ...     num_heads=2, intermediate_dim=32)
-    >>> source = np.array([[5, 6, 7, 0], [8, 9, 10, 11]], "int32")
-    >>> tokens, scores = beam_search(model, source, start_token_id=1,
-    ...     end_token_id=2, max_length=10)
-    >>> scores.shape
-    TensorShape([2])
+    Example (`model` and `source` as in `greedy_search`):
+    >>> tokens, scores = beam_search(model, source, start_token_id=1, end_token_id=2,
+    ...     max_length=10, beam_size=2, return_all_beams=True)
+    >>> tuple(scores.shape)
+    (2, 2)
 
     Reference:
         Vaswani et al., 2017, section 6.1; Wu et al., 2016, section 7.
     """
-    model = check_model(model)
-    encoder_token_ids = check_encoder_token_ids(encoder_token_ids, model)
-    check_settings(model, start_token_id, end_token_id, max_length)
+    model, encoder_token_ids = check_search(
+        model, encoder_token_ids, start_token_id, end_token_id, max_length
+    )
     check_beam_settings(beam_size, length_penalty, model.target_vocabulary_size)
     search = compiled_search(
         model,

@@ -8,9 +8,7 @@ from keras import ops
 from keras_transformer.decoding.search_utils import (
     Tensor,
     argmax,
-    check_encoder_token_ids,
-    check_model,
-    check_settings,
+    check_search,
     compiled_search,
     exclude_padding,
     is_end,
@@ -20,15 +18,15 @@ from keras_transformer.decoding.search_utils import (
 from keras_transformer.models import Seq2SeqTransformer
 
 
-def token_loop(
+def greedy_loop(
     model: Seq2SeqTransformer,
     encoder_token_ids: Tensor,
-    choose_tokens,
     *,
     start_token_id: int,
     end_token_id: int | None,
     max_length: int,
-) -> tuple[Tensor, Tensor]:
+    choose_tokens=None,
+) -> tuple[Tensor, Tensor, Tensor]:
     """One token per row per step, as graph code: encoder once, then a fixed-shape loop.
 
     Written with `keras.ops`: under TensorFlow it traces to a `tf.while_loop`
@@ -38,9 +36,10 @@ def token_loop(
     Args:
         model: a `Seq2SeqTransformer`.
         encoder_token_ids: int32 (B, S).
-        choose_tokens: `(logits, index) -> token ids`, float (B, V) logits
-            with padding excluded to int32 (B,); `index` is the step.
         start_token_id, end_token_id, max_length: as `greedy_search`.
+        choose_tokens: `(logits, index) -> token ids`, float (B, V) logits
+            with padding excluded to int32 (B,), `index` the step; None
+            takes the most likely token (greedy search).
 
     Returns:
         `(tokens, scores, num_steps)`: int32 (B, M) tokens, 0 after each
@@ -48,7 +47,15 @@ def token_loop(
         total log-probability of each row's tokens (its end token included);
         and the int32 number of steps run (the loop stops early once every
         row has ended).
+
+    Example:
+    >>> decode = tf.function(lambda ids: greedy_loop(
+    ...     model, ids, start_token_id=1, end_token_id=2, max_length=10))
+    >>> tokens, scores, num_steps = decode(tf.constant([[5, 6, 7, 0]]))
+    >>> tokens.shape
+    TensorShape([1, 10])
     """
+    choose_tokens = choose_tokens or (lambda logits, index: argmax(logits))
     batch_size = ops.shape(encoder_token_ids)[0]
     encoder_outputs, encoder_padding_mask = model.encode(encoder_token_ids)  # (B, S, D), (B, S)
     cross_attention_cache = model.compute_cross_attention_cache(encoder_outputs)
@@ -81,41 +88,6 @@ def token_loop(
         ),
     )
     return tokens, scores, num_steps
-
-
-def greedy_loop(
-    model: Seq2SeqTransformer,
-    encoder_token_ids: Tensor,
-    *,
-    start_token_id: int,
-    end_token_id: int | None,
-    max_length: int,
-) -> tuple[Tensor, Tensor]:
-    """The greedy search as graph code: `token_loop` taking the most likely token.
-
-    Args:
-        model: a `Seq2SeqTransformer`.
-        encoder_token_ids: int32 (B, S).
-        start_token_id, end_token_id, max_length: as `greedy_search`.
-
-    Returns:
-        `(tokens, scores, num_steps)` as `token_loop`.
-
-    Example:
-    >>> decode = tf.function(lambda ids: greedy_loop(
-    ...     model, ids, start_token_id=1, end_token_id=2, max_length=10))
-    >>> tokens, scores, num_steps = decode(tf.constant([[5, 6, 7, 0]]))
-    >>> tokens.shape
-    TensorShape([1, 10])
-    """
-    return token_loop(
-        model,
-        encoder_token_ids,
-        lambda logits, index: argmax(logits),
-        start_token_id=start_token_id,
-        end_token_id=end_token_id,
-        max_length=max_length,
-    )
 
 
 def greedy_search(
@@ -162,9 +134,9 @@ def greedy_search(
     >>> tokens.shape[0], tokens.shape[1] <= 10
     (2, True)
     """
-    model = check_model(model)
-    encoder_token_ids = check_encoder_token_ids(encoder_token_ids, model)
-    check_settings(model, start_token_id, end_token_id, max_length)
+    model, encoder_token_ids = check_search(
+        model, encoder_token_ids, start_token_id, end_token_id, max_length
+    )
     search = compiled_search(
         model,
         greedy_loop,

@@ -8,15 +8,9 @@ import random
 import keras
 from keras import ops
 
-from keras_transformer.decoding.greedy import token_loop
-from keras_transformer.decoding.search_utils import (
-    EXCLUDED_LOGIT,
-    Tensor,
-    check_encoder_token_ids,
-    check_model,
-    check_settings,
-    compiled_search,
-)
+from keras_transformer.decoding.greedy import greedy_loop
+from keras_transformer.decoding import search_utils
+from keras_transformer.decoding.search_utils import EXCLUDED_LOGIT, Tensor
 from keras_transformer.layers.validation import check_number, check_positive_int
 from keras_transformer.models import Seq2SeqTransformer
 
@@ -104,13 +98,13 @@ def sample_loop(
         logits = filter_logits(logits, temperature, top_k, top_p)
         return _categorical(logits, seed, index)  # (B,)
 
-    return token_loop(
+    return greedy_loop(
         model,
         encoder_token_ids,
-        choose_tokens,
         start_token_id=start_token_id,
         end_token_id=end_token_id,
         max_length=max_length,
+        choose_tokens=choose_tokens,
     )
 
 
@@ -138,13 +132,8 @@ def sample(
     seed gives different tokens under TensorFlow, JAX and torch.
 
     Args:
-        model: a `Seq2SeqTransformer`.
-        encoder_token_ids: int (B, S) source token ids, 0 = padding; ids
-            outside the source vocabulary raise a ValueError.
-        start_token_id: the token that starts every target, not returned.
-        end_token_id: the token that ends a target, or None to always
-            generate `max_length` tokens.
-        max_length: the most tokens to generate per row.
+        model, encoder_token_ids, start_token_id, end_token_id, max_length:
+            as `greedy_search`.
         temperature: > 0; below 1 sharpens, above 1 flattens.
         top_k: None, or keep only the k most likely tokens.
         top_p: None, or a probability in (0, 1].
@@ -166,9 +155,9 @@ def sample(
     >>> tokens.shape[1] <= 10
     True
     """
-    model = check_model(model)
-    encoder_token_ids = check_encoder_token_ids(encoder_token_ids, model)
-    check_settings(model, start_token_id, end_token_id, max_length)
+    model, encoder_token_ids = search_utils.check_search(
+        model, encoder_token_ids, start_token_id, end_token_id, max_length
+    )
     check_number("temperature", temperature, positive=True)
     if top_k is not None:
         check_positive_int("top_k", top_k)
@@ -180,7 +169,7 @@ def sample(
         seed = random.randrange(2**31)
     elif isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"`seed` must be an int or None. Received: seed={seed!r}")
-    search = compiled_search(
+    search = search_utils.compiled_search(
         model,
         sample_loop,
         start_token_id=start_token_id,

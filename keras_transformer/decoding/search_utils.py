@@ -106,23 +106,21 @@ def _jax_jit(function, variables):
     return run
 
 
-def check_encoder_token_ids(
-    encoder_token_ids, model: Seq2SeqTransformer | None = None
-) -> Tensor:
+def check_encoder_token_ids(encoder_token_ids, model: Seq2SeqTransformer) -> Tensor:
     """Converts to an int32 (B, S) tensor, or raises a ValueError.
 
-    With `model`, also checks the ids against it: S >= 1, ids in
-    [0, source vocabulary size) (when their values are known, outside a
-    `tf.function` or `jax.jit`), and S within a learned position table.
-    Inside the XLA loop an out-of-range id would read a clamped embedding
-    row silently.
+    Checks the ids against the model: S >= 1, S within a learned position
+    table, and ids in [0, source vocabulary size) when their values are
+    known (outside a `tf.function` or `jax.jit`): inside the XLA loop an
+    out-of-range id would read a clamped embedding row silently.
     """
     ids = ops.convert_to_tensor(encoder_token_ids)
-    if len(ids.shape) != 2:
+    shape = tuple(ids.shape)
+    if len(shape) != 2:
         raise ValueError(
             "`encoder_token_ids` must have shape (batch, source_length); received "
-            f"shape {tuple(ids.shape)} (rank {len(ids.shape)}). Add a batch "
-            "axis for a single sentence: `ids[None]`."
+            f"shape {shape} (rank {len(shape)}). Add a batch axis for a single "
+            "sentence: `ids[None]`."
         )
     dtype = keras.backend.standardize_dtype(ids.dtype)
     if not dtype.startswith(("int", "uint")):
@@ -130,10 +128,29 @@ def check_encoder_token_ids(
             f"`encoder_token_ids` must hold integer token ids; received dtype "
             f"{dtype}. Cast them to int32 (0 = padding)."
         )
-    ids = ops.cast(ids, "int32")
-    if model is not None:
-        _check_ids_fit_model(ids, model)
-    return ids
+    if shape[1] == 0:
+        raise ValueError(
+            "`encoder_token_ids` must hold at least one token per row (source "
+            f"tokens then the end token); received shape {shape}."
+        )
+    limit = model.max_source_length
+    if limit is not None and shape[1] is not None and shape[1] > limit:
+        raise ValueError(
+            f"The model has learned source positions for {limit} tokens "
+            f"(`max_sequence_length`), so `encoder_token_ids` can be at most {limit} "
+            f"wide. Received shape {shape}."
+        )
+    values = _known_values(ids)
+    if values is not None and values.size > 0:
+        vocabulary_size = model.source_vocabulary_size
+        lowest, highest = int(values.min()), int(values.max())
+        if lowest < 0 or highest >= vocabulary_size:
+            raise ValueError(
+                f"`encoder_token_ids` must be source token ids in [0, {vocabulary_size}) "
+                f"(the model's source vocabulary size). Received a token id "
+                f"{lowest if lowest < 0 else highest}."
+            )
+    return ops.cast(ids, "int32")
 
 
 def _known_values(ids: Tensor) -> np.ndarray | None:
@@ -150,32 +167,6 @@ def _known_values(ids: Tensor) -> np.ndarray | None:
         if isinstance(ids, jax.core.Tracer):
             return None
     return ops.convert_to_numpy(ids)
-
-
-def _check_ids_fit_model(ids: Tensor, model: Seq2SeqTransformer) -> None:
-    source_length = ids.shape[1]
-    if source_length == 0:
-        raise ValueError(
-            "`encoder_token_ids` must hold at least one token per row (source "
-            f"tokens then the end token); received shape {tuple(ids.shape)}."
-        )
-    limit = model.max_source_length
-    if limit is not None and source_length is not None and source_length > limit:
-        raise ValueError(
-            f"The model has learned source positions for {limit} tokens "
-            f"(`max_sequence_length`), so `encoder_token_ids` can be at most {limit} "
-            f"wide. Received shape {tuple(ids.shape)}."
-        )
-    values = _known_values(ids)
-    if values is not None and values.size > 0:
-        vocabulary_size = model.source_vocabulary_size
-        lowest, highest = int(values.min()), int(values.max())
-        if lowest < 0 or highest >= vocabulary_size:
-            raise ValueError(
-                f"`encoder_token_ids` must be source token ids in [0, {vocabulary_size}) "
-                f"(the model's source vocabulary size). Received a token id "
-                f"{lowest if lowest < 0 else highest}."
-            )
 
 
 def check_settings(
@@ -205,6 +196,16 @@ def check_settings(
             f"tokens (`max_sequence_length`), so `max_length` can be at most "
             f"{limit}. Received: max_length={max_length}"
         )
+
+
+def check_search(
+    model, encoder_token_ids, start_token_id: int, end_token_id: int | None, max_length: int
+) -> tuple[Seq2SeqTransformer, Tensor]:
+    """The checks every search runs first: `(model, int32 (B, S) ids)` or a ValueError."""
+    model = check_model(model)
+    encoder_token_ids = check_encoder_token_ids(encoder_token_ids, model)
+    check_settings(model, start_token_id, end_token_id, max_length)
+    return model, encoder_token_ids
 
 
 def exclude_padding(logits):

@@ -72,7 +72,9 @@ class TransformerDecoder(TransformerStackBase):
 
     def init_self_attention_cache(self, batch_size, max_length):
         """One `(keys, values)` pair of (B, H, max_length, Dh) zeros per block."""
-        return tuple(block.init_self_attention_cache(batch_size, max_length) for block in self.blocks)
+        return tuple(
+            block.init_self_attention_cache(batch_size, max_length) for block in self.blocks
+        )
 
     def compute_cross_attention_cache(self, encoder_sequence):
         """One pair of encoder `(keys, values)`, each (B, H, S, Dh), per block."""

@@ -177,7 +177,9 @@ class Seq2SeqTransformer(keras.Model):
         self.decoder_embedding_dropout = keras.layers.Dropout(
             embedding_dropout, name="decoder_embedding_dropout"
         )
-        self.logits_float32 = keras.layers.Activation("linear", dtype="float32", name="logits_float32")
+        self.logits_float32 = keras.layers.Activation(
+            "linear", dtype="float32", name="logits_float32"
+        )
         self.tie_embeddings = tie_embeddings
         self.embedding_dropout = embedding_dropout
 
