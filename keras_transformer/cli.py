@@ -96,6 +96,7 @@ def run_export(args: argparse.Namespace) -> None:
         args.output,
         **{name: value for name, value in options.items() if value is not None},
         text_signature=not args.ids_only,
+        jit_compile=not args.no_xla,
         overwrite=args.overwrite,
     )
     print(f"Wrote {written}")
@@ -212,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="for saved_model: only the translate_ids signature and no tensorflow-text "
         "op, for TF Serving builds that lack them (tokenize in the client)",
+    )
+    command.add_argument(
+        "--no-xla",
+        action="store_true",
+        help="for saved_model: a plain-graph decoding loop, for TF Serving without "
+        "--xla_cpu_compilation_enabled (slower)",
     )
     command.add_argument("--overwrite", action="store_true", help="replace an existing output")
     return parser

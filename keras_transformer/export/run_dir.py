@@ -18,6 +18,7 @@ def export_from_run_dir(
     quantization: str = "none",
     decoding: str | None = None,
     text_signature: bool = True,
+    jit_compile: bool = True,
     overwrite: bool = False,
 ) -> str:
     """Exports the model of a run directory as a SavedModel or a .tflite.
@@ -44,6 +45,8 @@ def export_from_run_dir(
         text_signature: for "saved_model": include the string signature;
             False exports `translate_ids` alone, with no tensorflow-text op
             (see `export_saved_model`).
+        jit_compile: for "saved_model": the decoding loop compiled with XLA
+            (False for a TF Serving without `--xla_cpu_compilation_enabled`).
         overwrite: replace an existing `output`.
 
     Returns:
@@ -106,5 +109,6 @@ def export_from_run_dir(
         max_output_length=max_length,
         target_language=target_language,
         text_signature=text_signature,
+        jit_compile=jit_compile,
         overwrite=overwrite,
     )

@@ -30,6 +30,19 @@ from keras_transformer.models import ENCODER_INPUT, Seq2SeqTransformer, check_se
 TEXT_INPUT = "text"
 
 
+# Source lengths are padded up to a multiple of this before the XLA loop, so
+# that it compiles for few shapes: padding changes no output.
+LENGTH_BUCKET = 8
+
+
+def _pad_to_bucket(encoder_token_ids: tf.Tensor, max_input_length: int) -> tf.Tensor:
+    """int32 (B, S) padded with 0 to S rounded up to LENGTH_BUCKET, at most
+    max_input_length (the ids are at most that wide already)."""
+    length = tf.shape(encoder_token_ids)[1]
+    bucket = tf.minimum(-(-length // LENGTH_BUCKET) * LENGTH_BUCKET, max_input_length)
+    return tf.pad(encoder_token_ids, [[0, 0], [0, tf.maximum(bucket - length, 0)]])
+
+
 class _Translator:
     """The graph functions of the SavedModel signatures.
 
@@ -42,30 +55,35 @@ class _Translator:
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
         self.settings = settings
+        # XLA compiles the loop once per (B, S) shape, when first served.
+        self.search = tf.function(self._search, jit_compile=settings["jit_compile"])
 
     def decode(self, encoder_token_ids):
         """int32 (B, S) -> int32 (B, T) tokens and float32 (B,) scores."""
+        if self.settings["jit_compile"]:
+            encoder_token_ids = _pad_to_bucket(encoder_token_ids, self.settings["max_input_length"])
+        tokens, scores, num_steps = self.search(encoder_token_ids)  # (B, M), (B,), ()
+        # At least one column: an empty batch runs no step.
+        return tokens[:, : tf.maximum(num_steps, 1)], scores  # (B, T), (B,)
+
+    def _search(self, encoder_token_ids):
+        """The decoding loop: int32 (B, S) -> (B, M) tokens, (B,) scores, steps run."""
         settings = self.settings
         common = {
             "start_token_id": START_ID,
             "end_token_id": END_ID,
             "max_length": settings["max_output_length"],
         }
-        if settings["decoding"] == "beam":
-            tokens, scores, num_steps = beam_loop(
-                self.model,
-                encoder_token_ids,
-                beam_size=settings["beam_size"],
-                length_penalty=settings["length_penalty"],
-                **common,
-            )  # (B, K, M), (B, K)
-            tokens, scores = tokens[:, 0], scores[:, 0]  # (B, M), (B,)
-        else:
-            tokens, scores, num_steps = greedy_loop(
-                self.model, encoder_token_ids, **common
-            )  # (B, M), (B,)
-        # At least one column: an empty batch runs no step.
-        return tokens[:, : tf.maximum(num_steps, 1)], scores  # (B, T), (B,)
+        if settings["decoding"] == "greedy":
+            return greedy_loop(self.model, encoder_token_ids, **common)
+        tokens, scores, num_steps = beam_loop(
+            self.model,
+            encoder_token_ids,
+            beam_size=settings["beam_size"],
+            length_penalty=settings["length_penalty"],
+            **common,
+        )  # (B, K, M), (B, K)
+        return tokens[:, 0], scores[:, 0], num_steps
 
     def translate_ids(self, encoder_token_ids):
         encoder_token_ids = clean_token_ids(
@@ -126,6 +144,7 @@ def export_saved_model(
     max_output_length: int | None = None,
     target_language: str = "en",
     text_signature: bool = True,
+    jit_compile: bool = True,
     overwrite: bool = False,
 ) -> str:
     """Exports a translation model as a SavedModel for TF Serving.
@@ -151,10 +170,16 @@ def export_saved_model(
     with any unregistered op, whichever signature uses it.
 
     Scores: greedy, the total log-probability of the output tokens ([END]
-    included), summed in the decoding loop; beam, the best beam's `log_prob / ((5 + length) / 6) **
-    length_penalty` as `beam_search` returns.
+    included), summed in the decoding loop; beam, the best beam's
+    `log_prob / ((5 + length) / 6) ** length_penalty` as `beam_search` gives.
 
-    The graph runs without XLA, for any batch size and input length. The
+    With `jit_compile=True` (the default) the decoding loop is an
+    XLA-compiled function inside the graph, as `greedy_search` runs it: the
+    loading process compiles it the first time it serves each batch size and
+    source length (lengths are padded up to a multiple of 8). TF Serving
+    runs it when started with `--xla_cpu_compilation_enabled=true` (off by
+    default there); `jit_compile=False` exports the plain graph, slower but
+    served by any TensorFlow runtime. Any batch size and input length. The
     SavedModel is written to a temporary directory beside `output_dir`,
     then renamed. Loading it needs `import tensorflow_text` (for the
     tokenizer ops) and not this package.
@@ -182,6 +207,7 @@ def export_saved_model(
             spacing ("fr" keeps French spacing before "!", "?", ":" and ";").
         text_signature: include the string signature (and the
             tensorflow-text ops it needs).
+        jit_compile: compile the decoding loop with XLA (see above).
         overwrite: replace an existing `output_dir`.
 
     Returns:
@@ -226,6 +252,7 @@ def export_saved_model(
             "max_input_length": max_input_length,
             "max_output_length": max_output_length,
             "target_language": target_language,
+            "jit_compile": bool(jit_compile),
         },
     )
     module = tf.Module()

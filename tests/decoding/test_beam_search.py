@@ -18,7 +18,7 @@ MAX_LENGTH = 8
 
 def _with_end_bias(model, bias):
     """Raises the end token's logit so that hypotheses end at various steps."""
-    model.get_layer("logits").bias.assign(np.where(np.arange(30) == END, bias, 0.0))
+    model.output_layers[-1].bias.assign(np.where(np.arange(30) == END, bias, 0.0))
     return model
 
 

@@ -73,7 +73,7 @@ def test_cached_greedy_equals_the_uncached_prefix_loop(config):
 
 def test_a_model_that_always_predicts_end_stops_after_one_step():
     model = build_model(tie_embeddings=False)
-    bias = model.get_layer("logits").bias
+    bias = model.output_layers[-1].bias
     bias.assign(np.where(np.arange(30) == END, 100.0, 0.0))
     tokens = greedy_tokens(
         model, mixed_length_source(), start_token_id=START, end_token_id=END, max_length=8

@@ -1,6 +1,7 @@
 """The SavedModel export: parity with the Python decoding API, a clean-process
 load, `saved_model_cli`, and a table of bad serving inputs."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -43,12 +44,10 @@ def _translate(serving, texts: list[str]) -> tuple[list[str], np.ndarray]:
 
 def _python_translations(translator, sources, decode=greedy_search, **settings):
     ids = translator.encoder_token_ids(sources, max_input_length=MAX_INPUT_LENGTH)
-    tokens = decode(
+    tokens, _ = decode(
         translator.model, ids, start_token_id=START_ID, end_token_id=END_ID,
         max_length=MAX_OUTPUT_LENGTH, **settings,
     )
-    if isinstance(tokens, tuple):
-        tokens = tokens[0]
     return ids, tokens.numpy(), detokenize(translator.target_tokenizer, tokens.numpy().tolist())
 
 
@@ -57,10 +56,42 @@ def test_translations_equal_python_greedy_search(translator, serving):
     ids, tokens, expected = _python_translations(translator, sources)
     translations, scores = _translate(serving, sources)
     assert translations == expected
+    _, python_scores = greedy_search(translator.model, ids, start_token_id=START_ID,
+                                     end_token_id=END_ID, max_length=MAX_OUTPUT_LENGTH)
+    np.testing.assert_allclose(scores.numpy(), python_scores.numpy(), rtol=1e-5, atol=1e-5)
     assert np.all(scores.numpy() < 0)
     outputs = serving["translate_ids"](encoder_token_ids=tf.constant(ids))
     np.testing.assert_array_equal(outputs["token_ids"].numpy(), tokens)
     np.testing.assert_allclose(outputs["scores"].numpy(), scores.numpy(), rtol=1e-5)
+
+
+def _xla_compiled_functions(saved_model_dir) -> int:
+    """How many functions of the SavedModel's graph XLA must compile."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    saved_model.ParseFromString((Path(saved_model_dir) / "saved_model.pb").read_bytes())
+    library = saved_model.meta_graphs[0].graph_def.library
+    return sum(
+        function.attr["_XlaMustCompile"].b for function in library.function
+    )
+
+
+def test_the_decoding_loop_is_xla_compiled_unless_turned_off(translator, saved_model_dir,
+                                                            serving, tmp_path):
+    assert _xla_compiled_functions(saved_model_dir) >= 1
+    plain_dir = export_saved_model(
+        translator.model, translator.source_vocabulary, translator.target_vocabulary,
+        tmp_path / "plain", jit_compile=False,
+        max_input_length=MAX_INPUT_LENGTH, max_output_length=MAX_OUTPUT_LENGTH,
+    )
+    assert _xla_compiled_functions(plain_dir) == 0
+    plain = tf.saved_model.load(plain_dir).signatures
+    sources = [source for source, _ in translator.test_pairs[:30]] + [""]
+    translations, scores = _translate(serving, sources)
+    plain_translations, plain_scores = _translate(plain, sources)
+    assert translations == plain_translations
+    np.testing.assert_allclose(scores.numpy(), plain_scores.numpy(), rtol=1e-5, atol=1e-5)
 
 
 BAD_INPUTS = {
@@ -143,6 +174,28 @@ print(json.dumps({{
     assert report["translations"][0] and report["translations"][1] == ""
     assert not report["keras_transformer_imported"]
     assert report["signatures"] == ["serving_default", "translate_ids"]
+
+
+def test_saved_model_cli_runs_the_xla_loop(translator, tmp_path):
+    # saved_model_cli loads every signature and registers no tensorflow-text
+    # op, so it runs the ids-only export.
+    path = export_saved_model(
+        translator.model, translator.source_vocabulary, translator.target_vocabulary,
+        tmp_path / "ids_only", text_signature=False,
+        max_input_length=MAX_INPUT_LENGTH, max_output_length=MAX_OUTPUT_LENGTH,
+    )
+    assert _xla_compiled_functions(path) >= 1
+    ids, tokens, _ = _python_translations(translator, ["Je suis étudiant."])
+    np.save(tmp_path / "ids.npy", ids)
+    output_dir = tmp_path / "outputs"
+    subprocess.run(
+        [str(Path(sys.executable).parent / "saved_model_cli"), "run", "--dir", path,
+         "--tag_set", "serve", "--signature_def", "translate_ids",
+         "--inputs", f"encoder_token_ids={tmp_path / 'ids.npy'}", "--outdir", str(output_dir)],
+        capture_output=True, text=True, timeout=300, check=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    np.testing.assert_array_equal(np.load(output_dir / "token_ids.npy"), tokens)
 
 
 def test_saved_model_cli_shows_both_signatures(saved_model_dir):

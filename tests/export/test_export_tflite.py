@@ -164,7 +164,7 @@ def test_quantized_variants_keep_bleu_and_shrink_weights(
 
 @pytest.mark.parametrize("quantization", ["none", "float16", "dynamic_range"])
 def test_tied_embedding_is_stored_once(translator, tflite_paths, quantization):
-    embedding = translator.model.get_layer("decoder_embedding")
+    embedding = translator.model.decoder_embedding
     shape = (embedding.vocabulary_size, embedding.embedding_dim)  # (V, D)
     stored, readers = _decode_step_tables(tflite_paths[quantization], shape)
     # The lookup and the output projection read the same table (float16:

@@ -54,7 +54,7 @@ def test_bfloat16_needs_no_loss_scaling(dtype_policy):
 def test_trains_without_nan_and_learns(dtype_policy):
     model = compiled(small_model())
     inputs, labels = data()
-    assert model.get_layer("encoder").compute_dtype == dtype_policy.removeprefix("mixed_")
+    assert model.encoder.compute_dtype == dtype_policy.removeprefix("mixed_")
     assert all(weight.dtype == "float32" for weight in model.trainable_weights)
     history = model.fit(inputs, labels, batch_size=4, epochs=30, verbose=0)
     losses = np.array(history.history["loss"])

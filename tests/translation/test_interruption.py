@@ -42,7 +42,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_transformer import cli
+from keras_transformer import cli, translation
 from keras_transformer.data import generate_pairs, load_vocabulary
 from keras_transformer.translation import read_run_config, train
 from keras_transformer.translation.backup import (
@@ -247,7 +247,7 @@ class PoisonWeights(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         if self.epoch == 1 and batch == 2:
-            embeddings = self.model.get_layer("decoder_embedding").embeddings
+            embeddings = self.model.decoder_embedding.embeddings
             embeddings.assign(embeddings * float("nan"))
 
 
@@ -255,7 +255,10 @@ def test_a_nan_loss_stops_the_command_and_keeps_the_last_good_checkpoint(
     files, tmp_path, monkeypatch, capsys
 ):
     run_dir = tmp_path / "run"
-    monkeypatch.setattr(cli, "train", functools.partial(train, callbacks=[PoisonWeights()]))
+    # The CLI imports `train` from keras_transformer.translation when it runs.
+    monkeypatch.setattr(
+        translation, "train", functools.partial(train, callbacks=[PoisonWeights()])
+    )
     assert cli.main(command(files, run_dir)[3:]) == 1
     out, err = capsys.readouterr()
     assert len(err.strip().splitlines()) == 1

@@ -94,7 +94,7 @@ class PoisonWeights(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         if batch == 2:
-            embeddings = self.model.get_layer("decoder_embedding").embeddings
+            embeddings = self.model.decoder_embedding.embeddings
             embeddings.assign(embeddings * float("nan"))
 
 
