@@ -12,7 +12,8 @@ path, and their searches run interleaved (new, old, new, old, ...) after a
 warm-up that compiles them. Checked first: both give the same tokens.
 Reported per search and batch size: median new tokens per second of each
 version and the ratio new / old. With `--tflite`, the exported float32 loops
-(`export_tflite`, batch 1 and 32, greedy) are timed the same way.
+(`export_tflite`, greedy) are timed too, each call in a process of its own,
+the two versions' processes alternating.
 """
 
 import argparse
@@ -21,6 +22,7 @@ import os
 import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -73,30 +75,69 @@ def searches(package, model, new_tokens: int) -> dict:
     }
 
 
-def tflite_search(package, model, batch_size, source_length, new_tokens, directory):
-    from ai_edge_litert.interpreter import Interpreter
+# Times one exported loop in a process of its own: interpreters in one process
+# leave their thread pools spinning after an invoke, which slows whichever
+# runs next and biased an in-process comparison by up to 20%.
+TFLITE_TIMER = """
+import statistics, sys, time
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+path, source, runs = sys.argv[1], np.load(sys.argv[2]), int(sys.argv[3])
+translate = Interpreter(model_path=path, num_threads=int(sys.argv[4])).get_signature_runner(
+    "translate")
+translate(encoder_token_ids=source)
+seconds = []
+for _ in range(runs):
+    start = time.perf_counter()
+    translate(encoder_token_ids=source)
+    seconds.append(time.perf_counter() - start)
+np.save(sys.argv[5], translate(encoder_token_ids=source)["token_ids"])
+print(statistics.median(seconds))
+"""
 
+
+def tflite_search(package, model, batch_size, source_length, new_tokens, directory):
+    """A function of the source that runs the exported loop in a fresh process
+    and returns `(tokens, median seconds per call)`."""
     export = importlib.import_module(f"{package.__name__}.export")
     path = export.export_tflite(
         model, os.path.join(directory, f"{package.__name__}_{batch_size}.tflite"),
         batch_size=batch_size, max_input_length=source_length, max_output_length=new_tokens,
     )
-    translate = Interpreter(model_path=path, num_threads=os.cpu_count()).get_signature_runner(
-        "translate"
-    )
-    return lambda ids: translate(encoder_token_ids=ids)["token_ids"]
+
+    def run(source, runs=5):
+        source_path = os.path.join(directory, "source.npy")
+        tokens_path = os.path.join(directory, "tokens.npy")
+        np.save(source_path, source)
+        seconds = subprocess.run(
+            [sys.executable, "-c", TFLITE_TIMER, path, source_path, str(runs),
+             str(os.cpu_count()), tokens_path],
+            capture_output=True, text=True, check=True,
+        ).stdout.split()[-1]
+        return np.load(tokens_path), float(seconds)
+
+    return run
 
 
 def time_pair(run_new, run_old, source, repeats: int) -> tuple[float, float]:
-    """Median seconds of each, timed alternately after one warm-up call each."""
+    """Median seconds of each, timed alternately after one warm-up call each,
+    the first of each pair changing every repeat."""
     run_new(source), run_old(source)
     times = {"new": [], "old": []}
-    for _ in range(repeats):
-        for name, run in (("new", run_new), ("old", run_old)):
+    for repeat in range(repeats):
+        order = (("new", run_new), ("old", run_old))
+        for name, run in order if repeat % 2 == 0 else order[::-1]:
             start = time.perf_counter()
             run(source)
             times[name].append(time.perf_counter() - start)
     return statistics.median(times["new"]), statistics.median(times["old"])
+
+
+def report(name, batch_size, new_tokens, new_seconds, old_seconds, same) -> None:
+    tokens = batch_size * new_tokens
+    print(f"{name:<24} {batch_size:>5} {tokens / new_seconds:>10,.0f} "
+          f"{tokens / old_seconds:>10,.0f} {old_seconds / new_seconds:>8.2f}"
+          + ("" if same else "  TOKENS DIFFER"))
 
 
 def main() -> None:
@@ -131,19 +172,24 @@ def main() -> None:
             new_runs = searches(new, new_model, args.new_tokens)
             old_runs = searches(old, old_model, args.new_tokens)
             pairs = {name: (new_runs[name], old_runs[name]) for name in new_runs}
-            if args.tflite:
-                pairs["greedy (TFLite float32)"] = tuple(
-                    tflite_search(package, model, batch_size, args.source_length,
-                                  args.new_tokens, directory)
-                    for package, model in ((new, new_model), (old, old_model))
-                )
             for name, (run_new, run_old) in pairs.items():
                 same = np.array_equal(run_new(source), run_old(source))
                 new_seconds, old_seconds = time_pair(run_new, run_old, source, args.repeats)
-                tokens = batch_size * args.new_tokens
-                print(f"{name:<22} {batch_size:>5} {tokens / new_seconds:>10,.0f} "
-                      f"{tokens / old_seconds:>10,.0f} {old_seconds / new_seconds:>8.2f}"
-                      + ("" if same else "  TOKENS DIFFER"))
+                report(name, batch_size, args.new_tokens, new_seconds, old_seconds, same)
+            if args.tflite:
+                runs = [
+                    tflite_search(package, model, batch_size, args.source_length,
+                                  args.new_tokens, directory)
+                    for package, model in ((new, new_model), (old, old_model))
+                ]
+                times, tokens = ([], []), [None, None]
+                for _ in range(args.repeats):  # alternating processes
+                    for index, run in enumerate(runs):
+                        tokens[index], seconds = run(source)
+                        times[index].append(seconds)
+                same = np.array_equal(*tokens)
+                report("greedy (TFLite float32)", batch_size, args.new_tokens,
+                       statistics.median(times[0]), statistics.median(times[1]), same)
     print(f"load average at end {os.getloadavg()}")
 
 

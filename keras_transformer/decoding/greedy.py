@@ -26,7 +26,8 @@ def greedy_loop(
     end_token_id: int | None,
     max_length: int,
     choose_tokens=None,
-) -> tuple[Tensor, Tensor, Tensor]:
+    compute_scores: bool = True,
+) -> tuple[Tensor, Tensor | None, Tensor]:
     """One token per row per step, as graph code: encoder once, then a fixed-shape loop.
 
     Written with `keras.ops`: under TensorFlow it traces to a `tf.while_loop`
@@ -40,11 +41,15 @@ def greedy_loop(
         choose_tokens: `(logits, index) -> token ids`, float (B, V) logits
             with padding excluded to int32 (B,), `index` the step; None
             takes the most likely token (greedy search).
+        compute_scores: sum the tokens' log-probabilities. False returns
+            None for the scores and spares a log-softmax over V per step
+            (about 13% of an exported batch-1 step on a CPU; XLA fuses it).
 
     Returns:
         `(tokens, scores, num_steps)`: int32 (B, M) tokens, 0 after each
         row's end token and in the columns never reached; float32 (B,) the
-        total log-probability of each row's tokens (its end token included);
+        total log-probability of each row's tokens (its end token included),
+        or None without `compute_scores`;
         and the int32 number of steps run (the loop stops early once every
         row has ended).
 
@@ -67,9 +72,10 @@ def greedy_loop(
         logits, cache = model.decode_step(
             token_ids[:, None], index, cache, cross_attention_cache, encoder_padding_mask
         )  # (B, 1, V)
-        logits = logits[:, 0]  # (B, V)
+        logits = ops.squeeze(logits, axis=1)  # (B, V)
         token_ids = choose_tokens(exclude_padding(logits), index)  # (B,)
-        scores = scores + ops.where(finished, 0.0, log_probabilities(logits, token_ids))
+        if compute_scores:
+            scores = scores + ops.where(finished, 0.0, log_probabilities(logits, token_ids))
         token_ids = ops.where(finished, 0, token_ids)
         tokens = write_position(tokens, index, token_ids)  # (B, M)
         finished = ops.logical_or(finished, is_end(token_ids, end_token_id))
@@ -87,7 +93,7 @@ def greedy_loop(
             model.init_self_attention_cache(batch_size, max_length),
         ),
     )
-    return tokens, scores, num_steps
+    return tokens, scores if compute_scores else None, num_steps
 
 
 def greedy_search(

@@ -73,8 +73,10 @@ def _signature_functions(model: Seq2SeqTransformer, settings: dict) -> dict:
                 **common,
             )  # (N, K, M), (N, K)
             return {"token_ids": tokens[:, 0], "scores": scores[:, 0], "num_steps": num_steps}
-        tokens, scores, num_steps = greedy_loop(model, encoder_token_ids, **common)  # (N, M)
-        return {"token_ids": tokens, "scores": scores, "num_steps": num_steps}
+        tokens, _, num_steps = greedy_loop(
+            model, encoder_token_ids, compute_scores=False, **common
+        )  # (N, M)
+        return {"token_ids": tokens, "num_steps": num_steps}
 
     def encode(encoder_token_ids):
         encoder_outputs, mask = model.encode(encoder_token_ids)
@@ -174,9 +176,11 @@ def export_tflite(
     Three signatures share the weights:
 
     - "translate": `encoder_token_ids` int32 (N, S) -> `token_ids` int32
-      (N, M), each row ended by [END] then 0, `scores` float32 (N,) (as
-      `greedy_search` or `beam_search` give them), and `num_steps` int32 ()
-      (the steps run: later columns are 0).
+      (N, M), each row ended by [END] then 0, and `num_steps` int32 () (the
+      steps run: later columns are 0); with `decoding="beam"` also `scores`
+      float32 (N,) as `beam_search` gives them. Greedy scores are left out:
+      their log-softmax over V costs about 13% of a batch-1 step here
+      (`decode_step`'s logits give them to a client that needs them).
     - "encode": `encoder_token_ids` -> `encoder_padding_mask` bool (N, S)
       and `cross_attention_cache_{i}` float32, the keys then the values of
       each decoder block (`Seq2SeqTransformer.compute_cross_attention_cache`).

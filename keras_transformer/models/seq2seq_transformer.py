@@ -309,10 +309,16 @@ class Seq2SeqTransformer(keras.Model):
                 f"each attends to. Received token_ids of shape {tuple(token_ids.shape)}."
             )
         batch_size = ops.shape(token_ids)[0]
-        flat_ids = ops.reshape(token_ids, (-1, 1))  # (B * K, 1)
-        x = self.decoder_embedding(flat_ids, start_index=index)  # (B * K, 1, D)
-        hidden_dim = x.shape[-1]
-        x = ops.reshape(x, (batch_size, num_hypotheses, hidden_dim))  # (B, K, D)
+        # Each hypothesis is one position: (B * K, 1) for the embedding and the head.
+        one_per_row = lambda x: x if num_hypotheses == 1 else ops.reshape(  # noqa: E731
+            x, (batch_size * num_hypotheses, 1, x.shape[-1])
+        )
+        x = self.decoder_embedding(
+            token_ids if num_hypotheses == 1 else ops.reshape(token_ids, (-1, 1)),
+            start_index=index,
+        )  # (B * K, 1, D)
+        if num_hypotheses != 1:
+            x = ops.reshape(x, (batch_size, num_hypotheses, x.shape[-1]))  # (B, K, D)
         x, self_attention_cache = self.decoder(
             x,
             decoder_padding_mask=ops.not_equal(token_ids, 0),
@@ -322,10 +328,10 @@ class Seq2SeqTransformer(keras.Model):
             cross_attention_cache=cross_attention_cache,
             self_attention_mask=self_attention_mask,
         )  # (B, K, D)
-        x = ops.reshape(x, (batch_size * num_hypotheses, 1, hidden_dim))  # (B * K, 1, D)
-        logits = self._head(x)  # (B * K, 1, V)
-        logits = ops.reshape(logits, (batch_size, num_hypotheses, self.target_vocabulary_size))
-        return logits, self_attention_cache
+        logits = self._head(one_per_row(x))  # (B * K, 1, V)
+        if num_hypotheses != 1:
+            logits = ops.reshape(logits, (batch_size, num_hypotheses, logits.shape[-1]))
+        return logits, self_attention_cache  # (B, K, V)
 
     def cross_attention_weights(self, encoder_token_ids, decoder_token_ids):
         """The decoder's cross-attention weights in the forward pass of `call`.
