@@ -13,10 +13,9 @@ import weakref
 from typing import Any
 
 import keras
-import numpy as np
 from keras import ops
 
-from keras_transformer.layers.validation import check_positive_int
+from keras_transformer.layers.validation import check_positive_int, values_unknown
 from keras_transformer.models import Seq2SeqTransformer, check_seq2seq_model
 
 # Logit of a token that must not be chosen: finite, so that a row where
@@ -140,7 +139,7 @@ def check_encoder_token_ids(encoder_token_ids, model: Seq2SeqTransformer) -> Ten
             f"(`max_sequence_length`), so `encoder_token_ids` can be at most {limit} "
             f"wide. Received shape {shape}."
         )
-    values = _known_values(ids)
+    values = None if values_unknown(ids) else ops.convert_to_numpy(ids)
     if values is not None and values.size > 0:
         vocabulary_size = model.source_vocabulary_size
         lowest, highest = int(values.min()), int(values.max())
@@ -151,22 +150,6 @@ def check_encoder_token_ids(encoder_token_ids, model: Seq2SeqTransformer) -> Ten
                 f"{lowest if lowest < 0 else highest}."
             )
     return ops.cast(ids, "int32")
-
-
-def _known_values(ids: Tensor) -> np.ndarray | None:
-    """The values of `ids` as a numpy array, or None while tracing."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        if not tf.executing_eagerly():
-            return None
-    if backend == "jax":
-        import jax
-
-        if isinstance(ids, jax.core.Tracer):
-            return None
-    return ops.convert_to_numpy(ids)
 
 
 def check_settings(
