@@ -315,26 +315,6 @@ class MultiHeadAttention(keras.layers.Layer):
             return outputs, weights
         return outputs
 
-    def compute_output_spec(
-        self,
-        query,
-        value=None,
-        key=None,
-        return_attention_scores=False,
-        cache=None,
-        cache_update_index=None,
-        **kwargs,
-    ):
-        output_dim = self.output_dim or query.shape[-1]
-        outputs = keras.KerasTensor(query.shape[:-1] + (output_dim,), self.compute_dtype)
-        if cache is not None:
-            return outputs, tuple(keras.KerasTensor(part.shape, part.dtype) for part in cache)
-        if return_attention_scores:
-            key_length = (value if value is not None else query).shape[1]
-            shape = (query.shape[0], self.num_heads, query.shape[1], key_length)
-            return outputs, keras.KerasTensor(shape, self.compute_dtype)
-        return outputs
-
     def get_config(self):
         config = super().get_config()
         config.update(

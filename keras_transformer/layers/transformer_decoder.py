@@ -141,25 +141,3 @@ class TransformerDecoder(TransformerStackBase):
             encoder_padding_mask,
         )
         return decoder_padding_mask, encoder_padding_mask
-
-    def compute_output_spec(
-        self,
-        decoder_sequence,
-        encoder_sequence=None,
-        *args,
-        self_attention_cache=None,
-        return_cross_attention_scores=False,
-        **kwargs,
-    ):
-        outputs = keras.KerasTensor(decoder_sequence.shape, self.compute_dtype)
-        if return_cross_attention_scores:
-            batch_size, length = decoder_sequence.shape[:2]
-            heads = self.blocks[0].num_heads
-            shape = (batch_size, self.num_layers, heads, length, encoder_sequence.shape[1])
-            return outputs, keras.KerasTensor(shape, self.compute_dtype)
-        if self_attention_cache is None:
-            return outputs
-        return outputs, tuple(
-            tuple(keras.KerasTensor(part.shape, part.dtype) for part in pair)
-            for pair in self_attention_cache
-        )

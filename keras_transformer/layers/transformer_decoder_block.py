@@ -168,23 +168,3 @@ class TransformerDecoderBlock(TransformerBlockBase):
         if self_attention_cache is None:
             return x
         return x, self_attention_cache
-
-    def compute_output_spec(
-        self,
-        decoder_sequence,
-        encoder_sequence=None,
-        *args,
-        self_attention_cache=None,
-        return_cross_attention_scores=False,
-        **kwargs,
-    ):
-        outputs = keras.KerasTensor(decoder_sequence.shape, self.compute_dtype)
-        if return_cross_attention_scores:
-            batch_size, length = decoder_sequence.shape[:2]
-            shape = (batch_size, self.num_heads, length, encoder_sequence.shape[1])
-            return outputs, keras.KerasTensor(shape, self.compute_dtype)
-        if self_attention_cache is None:
-            return outputs
-        return outputs, tuple(
-            keras.KerasTensor(part.shape, part.dtype) for part in self_attention_cache
-        )
