@@ -301,6 +301,12 @@ class Seq2SeqTransformer(keras.Model):
             `(logits, self_attention_cache)`: float32 (B, K, V) logits of the
             next tokens, and the caches with step `index` written.
         """
+        if len(token_ids.shape) != 2:
+            raise ValueError(
+                "`decode_step` expects `token_ids` of shape (batch, hypotheses), one token "
+                f"per hypothesis; received shape {tuple(token_ids.shape)}. For one token "
+                "per row, pass `token_ids[:, None]`."
+            )
         num_hypotheses = token_ids.shape[1]
         if num_hypotheses != 1 and self_attention_mask is None:
             raise ValueError(
@@ -309,16 +315,14 @@ class Seq2SeqTransformer(keras.Model):
                 f"each attends to. Received token_ids of shape {tuple(token_ids.shape)}."
             )
         batch_size = ops.shape(token_ids)[0]
-        # Each hypothesis is one position: (B * K, 1) for the embedding and the head.
-        one_per_row = lambda x: x if num_hypotheses == 1 else ops.reshape(  # noqa: E731
-            x, (batch_size * num_hypotheses, 1, x.shape[-1])
-        )
-        x = self.decoder_embedding(
-            token_ids if num_hypotheses == 1 else ops.reshape(token_ids, (-1, 1)),
-            start_index=index,
-        )  # (B * K, 1, D)
+        # Each hypothesis is one target position: the embedding and the head see
+        # (B * K, 1) rows, the decoder the K hypotheses of a row together. With
+        # K = 1 the shapes already agree (no reshape in the exported loop).
+        rows = token_ids if num_hypotheses == 1 else ops.reshape(token_ids, (-1, 1))
+        x = self.decoder_embedding(rows, start_index=index)  # (B * K, 1, D)
+        hidden_dim = x.shape[-1]
         if num_hypotheses != 1:
-            x = ops.reshape(x, (batch_size, num_hypotheses, x.shape[-1]))  # (B, K, D)
+            x = ops.reshape(x, (batch_size, num_hypotheses, hidden_dim))  # (B, K, D)
         x, self_attention_cache = self.decoder(
             x,
             decoder_padding_mask=ops.not_equal(token_ids, 0),
@@ -328,7 +332,9 @@ class Seq2SeqTransformer(keras.Model):
             cross_attention_cache=cross_attention_cache,
             self_attention_mask=self_attention_mask,
         )  # (B, K, D)
-        logits = self._head(one_per_row(x))  # (B * K, 1, V)
+        if num_hypotheses != 1:
+            x = ops.reshape(x, (batch_size * num_hypotheses, 1, hidden_dim))  # (B * K, 1, D)
+        logits = self._head(x)  # (B * K, 1, V)
         if num_hypotheses != 1:
             logits = ops.reshape(logits, (batch_size, num_hypotheses, logits.shape[-1]))
         return logits, self_attention_cache  # (B, K, V)

@@ -63,6 +63,9 @@ def test_several_hypotheses_per_row_need_a_self_attention_mask():
     with pytest.raises(ValueError, match="3 hypotheses per row needs a `self_attention_mask`"):
         model.decode_step(np.ones((2, 3), "int32"), 0, cache, cross_attention_cache,
                           encoder_padding_mask)
+    with pytest.raises(ValueError, match=r"received shape \(2,\)\. For one token per row"):
+        model.decode_step(np.ones((2,), "int32"), 0, cache, cross_attention_cache,
+                          encoder_padding_mask)
 
 
 def test_a_model_this_library_did_not_build_is_refused_with_how_to_wrap_it():
