@@ -33,10 +33,11 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 from keras_transformer import build_seq2seq_transformer
-from keras_transformer.data import END_ID, START_ID
+from keras_transformer.data import END_ID, RESERVED_TOKENS, START_ID
 from keras_transformer.decoding import beam_search, greedy_search
-from keras_transformer.export import export_tflite
+from keras_transformer.export import export_saved_model, export_tflite
 from keras_transformer.models import DECODER_INPUT, ENCODER_INPUT
+from keras_transformer.translation import TranslationConfig, Translator
 
 VOCABULARY_SIZE = 8000
 HIDDEN_DIM = 256
@@ -58,6 +59,13 @@ def label(decoding: str, variant: str) -> str:
 
 GREEDY, BEAM = label("greedy", "XLA"), label("beam", "XLA")
 KERAS_HUB, UNCACHED = "KerasHub cached (XLA)", "uncached recompute (graph)"
+# What users run at batch 1 (issue #21): text in, text out.
+SAVED_MODEL = "SavedModel serving_default (XLA)"
+TRANSLATOR = "Translator.translate greedy (auto)"
+TRANSLATOR_XLA = "Translator.translate greedy (xla)"
+TRANSLATOR_BEAM = "Translator.translate beam 4 (auto)"
+# Issue #21: each of these at least 3x KerasHub cached greedy at batch 1.
+USER_PATH_TARGETS = {SAVED_MODEL: 3.0, TRANSLATOR: 3.0}
 # Issue #4: ours greedy at least this many times faster than KerasHub cached,
 # per batch size, and beam 4 at most this many times the time of greedy.
 GREEDY_SPEEDUP_TARGETS = {1: 3.0, 32: 2.0}
@@ -269,6 +277,50 @@ def tflite_runs(model, source: np.ndarray, new_tokens: int, threads: int, direct
     return runs
 
 
+def user_path_runs(model, source: np.ndarray, new_tokens: int, directory: str,
+                   reference: np.ndarray) -> dict:
+    """The batch-1 paths a user takes with text, as timed runs: the exported
+    SavedModel's `serving_default` (strings in and out, XLA loop, the
+    default export) and `Translator.translate` with its default backend
+    choice ("auto": the exported LiteRT loop for one sentence) and with
+    "xla". The vocabulary is one WordPiece word "w<id>" per id, so a
+    sentence of those words tokenizes to `source`'s ids (checked, as are
+    the Translator's tokens against `reference`, the XLA search's)."""
+    vocabulary = RESERVED_TOKENS + [f"w{i}" for i in range(len(RESERVED_TOKENS), VOCABULARY_SIZE)]
+    ids = source[0].tolist()
+    text = " ".join(vocabulary[i] for i in ids[: ids.index(END_ID)])
+    config = TranslationConfig(
+        num_layers=NUM_LAYERS, hidden_dim=HIDDEN_DIM, num_heads=NUM_HEADS,
+        intermediate_dim=INTERMEDIATE_DIM, dropout=0.0, position_encoding="learned",
+        max_sequence_length=new_tokens, source_vocabulary_size=VOCABULARY_SIZE,
+        target_vocabulary_size=VOCABULARY_SIZE, beam_size=4,
+    )
+    translators = {
+        backend: Translator(model, config, vocabulary, vocabulary, run_dir=None,
+                            backend=backend)
+        for backend in ("auto", "xla")
+    }
+    for backend, translator in translators.items():
+        if translator.source_token_ids([text])[0] != ids:
+            raise RuntimeError("the benchmark sentence does not tokenize to its ids")
+        tokens = translator.translate_token_ids([ids], beam_size=1)[0]
+        print(f"batch 1: Translator ({translator.choose_backend(1)}) tokens == XLA "
+              f"search's: {tokens == reference[0].tolist()}")
+    path = export_saved_model(
+        model, vocabulary, vocabulary, os.path.join(directory, "saved_model"),
+        max_input_length=source.shape[1], max_output_length=new_tokens,
+    )
+    serving_default = tf.saved_model.load(path).signatures["serving_default"]
+    text_tensor = tf.constant([text])
+    auto, xla = translators["auto"], translators["xla"]
+    return {
+        SAVED_MODEL: lambda: serving_default(text=text_tensor)["translations"].numpy(),
+        TRANSLATOR: lambda: auto.translate([text], beam_size=1),
+        TRANSLATOR_XLA: lambda: xla.translate([text], beam_size=1),
+        TRANSLATOR_BEAM: lambda: auto.translate([text], beam_size=4),
+    }
+
+
 def median_seconds(runs: dict, repeats: int) -> dict:
     """Median wall time of each run. Runs are interleaved round by round so
     that changes in the machine's load hit every method alike."""
@@ -300,6 +352,10 @@ def _ratio_rows(seconds: dict, batch_size: int) -> list[tuple[str, float, str]]:
             (f"beam 4 / greedy time{suffix}", seconds[beam] / seconds[greedy],
              f"<= {BEAM_COST_TARGET:g}"),
         ]
+    for name, target in USER_PATH_TARGETS.items():
+        if name in seconds:
+            rows.append((f"{name} vs KerasHub", seconds[KERAS_HUB] / seconds[name],
+                         f">= {target:g}"))
     return rows + [("greedy speedup vs uncached", seconds[UNCACHED] / seconds[GREEDY], "")]
 
 
@@ -317,9 +373,12 @@ def print_report(results: dict, new_tokens: int) -> None:
     batch_sizes = list(results)
     columns = "".join(f"{f'batch {size}':>16}" for size in batch_sizes)
     print(f"\n{'new tokens / s':<40}{columns}")
-    for method in results[batch_sizes[0]]["seconds"]:
+    methods = dict.fromkeys(name for size in batch_sizes for name in results[size]["seconds"])
+    for method in methods:
         cells = "".join(
-            f"{size * new_tokens / results[size]['seconds'][method]:16.0f}" for size in batch_sizes
+            f"{size * new_tokens / results[size]['seconds'][method]:16.0f}"
+            if method in results[size]["seconds"] else f"{'-':>16}"
+            for size in batch_sizes
         )
         print(f"{method:<40}{cells}")
     loads = "".join(f"{results[size]['load']:16.2f}" for size in batch_sizes)
@@ -339,6 +398,8 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--tflite-threads", type=int, default=os.cpu_count())
     parser.add_argument("--no-tflite", action="store_true", help="skip the exported runs")
+    parser.add_argument("--no-user-paths", action="store_true",
+                        help="skip the batch-1 SavedModel and Translator runs")
     args = parser.parse_args()
 
     keras.utils.set_random_seed(0)
@@ -356,7 +417,10 @@ def main() -> None:
     results = {}
     last_logits = last_logits_function(model)
     for batch_size in (int(size) for size in args.batch_sizes.split(",")):
-        source = rng.integers(1, VOCABULARY_SIZE, (batch_size, args.source_length), dtype="int32")
+        source = rng.integers(
+            len(RESERVED_TOKENS), VOCABULARY_SIZE, (batch_size, args.source_length), dtype="int32"
+        )
+        source[:, -1] = END_ID  # as the Translator and the SavedModel end a sentence
         hub_greedy = keras_hub_greedy_function(hub, args.new_tokens)
         ours = greedy_search(model, source, **settings)[0].numpy()
         hub_tokens = hub_greedy(tf.constant(source)).numpy()
@@ -377,6 +441,8 @@ def main() -> None:
                 runs.update(tflite_runs(
                     model, source, args.new_tokens, args.tflite_threads, directory, reference
                 ))
+            if batch_size == 1 and not args.no_user_paths:
+                runs.update(user_path_runs(model, source, args.new_tokens, directory, ours))
             seconds = median_seconds(runs, args.repeats)
         # Timed apart, with fewer repeats: a run takes seconds.
         uncached_run = {

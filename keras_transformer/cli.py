@@ -34,6 +34,13 @@ def _print_evaluation(evaluation, title: str) -> None:
     print(f"chrF = {evaluation.chrf:.2f}")
 
 
+def _print_backend(args: argparse.Namespace, translator, num_sentences: int) -> None:
+    if getattr(args, "verbose", False):
+        backend = translator.choose_backend(num_sentences)
+        print(f"{PROGRAM} {args.command}: decoding {num_sentences} sentences with the "
+              f"{backend} backend (--backend {args.backend})", file=sys.stderr)
+
+
 def run_train(args: argparse.Namespace) -> None:
     from keras_transformer.data import PAPER_EXAMPLE
     from keras_transformer.translation import evaluate, train
@@ -54,16 +61,19 @@ def run_train(args: argparse.Namespace) -> None:
 def run_translate(args: argparse.Namespace) -> None:
     from keras_transformer.translation import Translator
 
-    translator = Translator.from_run_dir(args.run_dir)
+    translator = Translator.from_run_dir(args.run_dir, backend=args.backend)
     texts = args.text if args.text else sys.stdin.read().splitlines()
+    _print_backend(args, translator, len(texts))
     for translation in translator.translate(texts, beam_size=args.beam_size):
         print(translation)
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
-    from keras_transformer.translation import evaluate
+    from keras_transformer.translation import Translator, evaluate
 
-    evaluation = evaluate(args.run_dir, args.data, beam_size=args.beam_size)
+    translator = Translator.from_run_dir(args.run_dir, backend=args.backend)
+    evaluation = evaluate(translator, args.data, beam_size=args.beam_size)
+    _print_backend(args, translator, len(evaluation.sources))
     _print_evaluation(evaluation, args.data or "Test split")
 
 
@@ -107,6 +117,18 @@ def positive_int(text: str) -> int:
     if value is None or value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
     return value
+
+
+def add_backend_argument(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--backend",
+        choices=["auto", "xla", "litert"],
+        default="auto",
+        help="the decoding loop: xla (the model's generate, in batches), litert (the "
+        "exported .tflite loop, a sentence at a time; cached in RUN_DIR/litert/) or "
+        "auto (default: litert for 1-2 sentences when LiteRT is installed, else xla; "
+        "--verbose prints the choice)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Translate the TEXT arguments, or the lines of standard input.",
     )
     command.add_argument("--beam-size", type=positive_int, help="1 = greedy (default: config)")
+    add_backend_argument(command)
     command.add_argument("text", nargs="*", metavar="TEXT")
 
     command = add_command(
@@ -176,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command.add_argument("--data", metavar="PATH", help="a corpus, as for train")
     command.add_argument("--beam-size", type=positive_int)
+    add_backend_argument(command)
 
     command = add_command(
         "attention",

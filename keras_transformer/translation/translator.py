@@ -4,15 +4,18 @@ Shape letters: B batch, S source length, T target length, L decoder layers,
 H heads.
 """
 
+import logging
 import os
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from keras_transformer.checks import check_choice, check_positive_int
 from keras_transformer.data import END_ID, START_ID, detokenize, make_tokenizer, parse_direction
 from keras_transformer.data.vocabularies import Vocabulary
 from keras_transformer.models import Seq2SeqTransformer, check_seq2seq_model
+from keras_transformer.optional import import_optional
 from keras_transformer.translation.config import TranslationConfig
 from keras_transformer.translation.run_directory import check_vocabulary_sizes, load_run
 
@@ -20,11 +23,22 @@ from keras_transformer.translation.run_directory import check_vocabulary_sizes, 
 # length: each (rows, length) shape compiles the decoding loop once.
 BATCH_SIZE = 64
 LENGTH_BUCKET = 8
+# "auto" decodes requests of at most this many sentences with the exported
+# LiteRT loop, one sentence at a time, and larger ones as XLA batches: past
+# it, one XLA batch beats that many batch-1 loops (docs/performance.md).
+LITERT_MAX_SENTENCES = 2
+BACKENDS = ("auto", "xla", "litert")
 
 
 def _bucket(value: int, granularity: int, limit: int) -> int:
     """`value` rounded up to a multiple of `granularity`, at most `limit`."""
     return min(-(-value // granularity) * granularity, limit)
+
+
+def _until_end(tokens) -> list[int]:
+    """A row of generated ids up to and including its first `END_ID`."""
+    ids = np.asarray(tokens).tolist()
+    return ids[: ids.index(END_ID) + 1] if END_ID in ids else ids
 
 
 def _batch_rows(count: int) -> int:
@@ -45,6 +59,16 @@ class Translator:
             for "sentencepiece".
         direction: "source-target" language codes, such as "fr-en".
         run_dir: the run directory the model comes from, if any.
+        backend: how sentences are decoded. "xla": the model's XLA-compiled
+            `generate`, in batches. "litert": the search loop exported by
+            `export_tflite` (float32, batch 1) and run by LiteRT, a
+            sentence at a time; it needs the `export` extra, and its .tflite
+            is exported on first use and cached (see `litert_loop`).
+            "auto" (default): "litert" for requests of at most
+            `LITERT_MAX_SENTENCES` sentences when the Keras backend is
+            TensorFlow and LiteRT is installed, else "xla". Both give the
+            same translations (tested); the choice is logged at INFO level
+            (the CLI's `--verbose`).
 
     Example:
     >>> translator = Translator.from_run_dir("runs/embedded")  # doctest: +SKIP
@@ -60,8 +84,10 @@ class Translator:
         target_vocabulary: Vocabulary,
         direction: str = "fr-en",
         run_dir: str | os.PathLike | None = None,
+        backend: str = "auto",
     ):
         model = check_seq2seq_model(model, "Translator")
+        check_choice("backend", backend, BACKENDS)
         self.source_language, self.target_language = parse_direction(direction)
         tokenizer, lowercase = config.tokenizer, config.lowercase
         self.source_tokenizer = make_tokenizer(tokenizer, source_vocabulary, lowercase)
@@ -75,13 +101,18 @@ class Translator:
         self.model = model
         self.config = config
         self.direction = direction
+        self.backend = backend
+        if backend == "litert":
+            import_optional("ai_edge_litert.interpreter", "export", "The LiteRT backend")
+        self._litert_loops = {}  # beam size (1 = greedy) -> LiteRTLoop
         # The tokens of the ids, for `cross_attention`.
         self.source_vocabulary = self.source_tokenizer.get_vocabulary()
         self.target_vocabulary = self.target_tokenizer.get_vocabulary()
 
     @classmethod
-    def from_run_dir(cls, run_dir: str | os.PathLike) -> "Translator":
-        """Loads the final model, config and vocabularies a `train` run wrote.
+    def from_run_dir(cls, run_dir: str | os.PathLike, backend: str = "auto") -> "Translator":
+        """Loads the final model, config and vocabularies a `train` run wrote;
+        `backend` as in the constructor.
 
         Raises:
             FileNotFoundError: the directory or one of its files is missing
@@ -98,6 +129,7 @@ class Translator:
             run.target_vocabulary,
             run.direction,
             run_dir=run.path,
+            backend=backend,
         )
 
     def source_token_ids(self, texts: list[str]) -> list[list[int]]:
@@ -107,12 +139,35 @@ class Translator:
         token_ids = self.source_tokenizer([text.strip() for text in texts])  # lists
         return [list(ids[:limit]) + [END_ID] for ids in token_ids]
 
+    def choose_backend(self, num_sentences: int) -> str:
+        """The backend that decodes a request of `num_sentences` sentences:
+        "xla" or "litert" (see the constructor's `backend`)."""
+        if self.backend != "auto":
+            return self.backend
+        if num_sentences > LITERT_MAX_SENTENCES or keras.backend.backend() != "tensorflow":
+            return "xla"
+        try:
+            import ai_edge_litert.interpreter  # noqa: F401
+        except ImportError:
+            return "xla"
+        return "litert"
+
     def translate_token_ids(
         self, source_ids: list[list[int]], beam_size: int | None = None
     ) -> list[list[int]]:
         """Decodes encoder id lists into target id lists ending with `END_ID`
-        (unless cut at `max_sequence_length`), in batches sorted by length."""
+        (unless cut at `max_sequence_length`): with the backend that
+        `choose_backend` picks, in batches sorted by length for "xla"."""
         beam_size = self.config.beam_size if beam_size is None else beam_size
+        check_positive_int("beam_size", beam_size)
+        backend = self.choose_backend(len(source_ids))
+        logging.info(
+            "Decoding %d sentences with the %s backend (%s).", len(source_ids), backend,
+            f"beam {beam_size}" if beam_size > 1 else "greedy",
+        )
+        if backend == "litert":
+            loop = self._litert_loop(beam_size)
+            return [_until_end(loop(ids)) for ids in source_ids]
         order = sorted(range(len(source_ids)), key=lambda row: len(source_ids[row]))
         results = [None] * len(source_ids)
         for start in range(0, len(order), BATCH_SIZE):
@@ -128,9 +183,24 @@ class Translator:
                 batch[index, : len(source_ids[row])] = source_ids[row]
             tokens = np.asarray(self._decode(batch, beam_size))  # (B, T)
             for index, row in enumerate(rows):
-                ids = tokens[index].tolist()
-                results[row] = ids[: ids.index(END_ID) + 1] if END_ID in ids else ids
+                results[row] = _until_end(tokens[index])
         return results
+
+    def _litert_loop(self, beam_size: int):
+        from keras_transformer.translation.litert_loop import LiteRTLoop
+
+        if beam_size not in self._litert_loops:
+            self._litert_loops[beam_size] = LiteRTLoop(
+                self.model,
+                decoding="beam" if beam_size > 1 else "greedy",
+                beam_size=beam_size,
+                length_penalty=self.config.length_penalty,
+                start_token_id=START_ID,
+                end_token_id=END_ID,
+                max_length=self.config.max_sequence_length,
+                run_dir=self.run_dir,
+            )
+        return self._litert_loops[beam_size]
 
     def _decode(self, encoder_token_ids: np.ndarray, beam_size: int):
         settings = {
