@@ -568,20 +568,25 @@ def build_seq2seq_transformer(
     output_layers = []
     if not tie_embeddings:
         output_layers = [keras.layers.Dense(target_vocabulary_size, dtype="float32", name="logits")]
-    decoder_embedding = TokenAndPositionEmbedding(
-        target_vocabulary_size,
-        name="embedding" if share_embeddings else "decoder_embedding",
-        use_output_bias=use_output_bias,
+    # Built in this order (encoder embedding, encoder, decoder embedding,
+    # decoder): each layer draws its initializers' seeds when constructed, so a
+    # seeded run gets the same weights as before `share_embeddings` existed.
+    encoder_embedding = TokenAndPositionEmbedding(
+        source_vocabulary_size,
+        name="embedding" if share_embeddings else "encoder_embedding",
+        use_output_bias=use_output_bias and share_embeddings,
         **embedding_kwargs,
     )
-    encoder_embedding = decoder_embedding
+    encoder = TransformerEncoder(num_encoder_layers, name="encoder", **block_kwargs)
+    decoder_embedding = encoder_embedding
     if not share_embeddings:
-        encoder_embedding = TokenAndPositionEmbedding(
-            source_vocabulary_size, name="encoder_embedding", **embedding_kwargs
+        decoder_embedding = TokenAndPositionEmbedding(
+            target_vocabulary_size, name="decoder_embedding", use_output_bias=use_output_bias,
+            **embedding_kwargs,
         )
     return Seq2SeqTransformer(
         encoder_embedding=encoder_embedding,
-        encoder=TransformerEncoder(num_encoder_layers, name="encoder", **block_kwargs),
+        encoder=encoder,
         decoder_embedding=decoder_embedding,
         decoder=TransformerDecoder(num_decoder_layers, name="decoder", **block_kwargs),
         output_layers=output_layers,

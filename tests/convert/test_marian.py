@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from marian_reference import CHECKPOINT, first_rows
 from keras_transformer.cli import main
 from keras_transformer.convert import from_marian, import_marian
 from keras_transformer.data import DataError, detokenize
+from keras_transformer.optional import MissingExtraError
 from keras_transformer.translation import Translator
 
 START, END = 2, 3
@@ -192,3 +194,11 @@ def test_cli_reports_a_bad_checkpoint_in_one_line(tmp_path, capsys):
 def test_missing_checkpoint_directory(tmp_path):
     with pytest.raises(DataError, match=r"nowhere' does not exist\. Expected a directory"):
         import_marian(tmp_path / "nowhere", tmp_path / "run")
+
+
+def test_missing_safetensors_names_the_extra(monkeypatch):
+    for name in ("safetensors", "safetensors.numpy"):
+        monkeypatch.setitem(sys.modules, name, None)  # makes the import fail
+    with pytest.raises(MissingExtraError, match=r"importing a Marian checkpoint needs "
+                       r"safetensors, .* pip install 'keras-transformer-seq2seq\[convert\]'"):
+        from_marian(CHECKPOINT)
