@@ -1,4 +1,5 @@
-"""The `keras-transformer` command line: train, translate, evaluate, attention, export, import-marian.
+"""The `keras-transformer` command line: train, translate, evaluate, attention,
+export, import-marian.
 
     keras-transformer train --output-dir runs/embedded
     keras-transformer translate --run-dir runs/embedded "Je suis étudiant."

@@ -165,7 +165,8 @@ def expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     intermediate_dim = config["encoder_ffn_dim"]
     shapes = {"model.shared.weight": (vocabulary_size, hidden_dim),
               "final_logits_bias": (1, vocabulary_size)}
-    for stack, attentions in (("encoder", ("self_attn",)), ("decoder", ("self_attn", "encoder_attn"))):
+    stacks = (("encoder", ("self_attn",)), ("decoder", ("self_attn", "encoder_attn")))
+    for stack, attentions in stacks:
         for index in range(config[f"{stack}_layers"]):
             prefix = f"model.{stack}.layers.{index}"
             for attention in attentions:
@@ -247,7 +248,8 @@ def _library_weights(weights: dict, config: dict, vocabulary: VocabularyMap) -> 
                     values[f"{target}/{ours}/gamma"] = weights[f"{source}.{norm}.weight"]
                     values[f"{target}/{ours}/beta"] = weights[f"{source}.{norm}.bias"]
             for dense, ours in (("fc1", "intermediate"), ("fc2", "output")):
-                values[f"{target}/feed_forward/{ours}/kernel"] = weights[f"{source}.{dense}.weight"].T
+                kernel = weights[f"{source}.{dense}.weight"].T  # (in, out)
+                values[f"{target}/feed_forward/{ours}/kernel"] = kernel
                 values[f"{target}/feed_forward/{ours}/bias"] = weights[f"{source}.{dense}.bias"]
     return values
 

@@ -126,6 +126,15 @@ def test_cli_imports_then_translates(tmp_path, capsys):
     assert capsys.readouterr().out.count("\n") == 1
     assert main(["import-marian", str(CHECKPOINT), "--output-dir", str(run_dir)]) == 2
     assert "already exists" in capsys.readouterr().err
+    corpus = tmp_path / "pairs.tsv"  # Tatoeba's English<TAB>other
+    corpus.write_text("I am a student.\tJe suis étudiant.\nShe is tall.\tElle est grande.\n")
+    assert main(["evaluate", "--run-dir", str(run_dir), "--data", str(corpus),
+                 "--beam-size", "2"]) == 0
+    assert "BLEU =" in capsys.readouterr().out
+    image = tmp_path / "attention.png"
+    assert main(["attention", "--run-dir", str(run_dir), "Je suis étudiant.",
+                 "--output", str(image), "--beam-size", "1"]) == 0
+    assert image.stat().st_size > 0
 
 
 def test_direction_from_the_directory_name(tmp_path):
