@@ -77,7 +77,7 @@ _INTEGER_FIELDS = (
     "decoder_attention_heads", "encoder_ffn_dim", "decoder_ffn_dim", "pad_token_id",
     "eos_token_id", "max_position_embeddings",
 )
-# Hugging Face tensor name -> the library's, per block (A: an attention).
+# Hugging Face's names within a block -> the library's.
 _ATTENTION = {"q_proj": "query", "k_proj": "key", "v_proj": "value", "out_proj": "attention_output"}
 _NORMS = {
     "self_attn_layer_norm": "self_attention_norm",
@@ -283,27 +283,6 @@ def _direction(checkpoint: Path, direction: str | None) -> str:
     return direction
 
 
-def _build_model(config: dict, vocabulary: VocabularyMap, max_sequence_length: int):
-    return build_seq2seq_transformer(
-        vocabulary.size,
-        vocabulary.size,
-        num_layers=config["encoder_layers"],
-        hidden_dim=config["d_model"],
-        num_heads=config["encoder_attention_heads"],
-        intermediate_dim=config["encoder_ffn_dim"],
-        dropout=float(config.get("dropout", 0.1)),
-        max_sequence_length=max_sequence_length,
-        normalize_first=False,
-        tie_embeddings=True,
-        activation=ACTIVATIONS[config.get("activation_function", "gelu")],
-        sinusoidal_layout="concatenated",
-        scale_embeddings=bool(config.get("scale_embedding", False)),
-        use_output_bias=True,
-        share_embeddings=True,
-        name="marian",
-    )
-
-
 def _assign(model: Seq2SeqTransformer, values: dict) -> None:
     """Sets every weight of `model` from `values`, keyed by weight path."""
     paths = {weight.path: weight for weight in model.weights}
@@ -411,7 +390,9 @@ def _convert(
         use_output_bias=True,
         share_embeddings=True,
     )
-    model = _build_model(config, vocabulary, run_config.max_sequence_length)
+    model = build_seq2seq_transformer(
+        vocabulary.size, vocabulary.size, **run_config.model_kwargs(), name="marian"
+    )
     _assign(model, _library_weights(weights, config, vocabulary))
     return _Conversion(model, run_config, direction, *protos)
 
