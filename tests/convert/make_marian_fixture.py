@@ -21,7 +21,7 @@ OUTPUT_DIR defaults to tests/convert/fixtures. It gets:
   "<unk>" 1, the pieces, "<pad>" last.
 - marian_reference.json: the sentences, MarianTokenizer's ids of both sides,
   and `generate`'s greedy and beam (3 beams, length_penalty 0) ids, in
-  Marian's ids.
+  Marian's ids; the same searches (and 4 beams) of 60 random sources.
 - marian_reference_logits.npy: float32 (B, T, V) logits of `MarianMTModel`
   for a padded batch (the ids are in the JSON).
 
@@ -156,6 +156,20 @@ def marian_outputs(ids: torch.Tensor) -> list[list[int]]:
     return rows
 
 
+def random_sources(vocabulary_size: int, pad: int, count: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, attention mask) of `count` random sources of 2 to 19 ids then
+    "</s>", padded with pad: many more decoding cases than the sentences."""
+    rng = np.random.default_rng(SEED)
+    lengths = rng.integers(2, 20, count)
+    ids = np.full((count, int(lengths.max()) + 1), pad)
+    mask = np.zeros(ids.shape, "int64")
+    for row, length in enumerate(lengths):
+        ids[row, :length] = rng.integers(1, vocabulary_size - 1, length)
+        ids[row, length] = 0
+        mask[row, : length + 1] = 1
+    return ids, mask
+
+
 def main(output_dir: Path) -> None:
     torch.manual_seed(SEED)
     generator = torch.Generator().manual_seed(SEED)
@@ -204,6 +218,13 @@ def main(output_dir: Path) -> None:
         beam = model.generate(
             **sources, num_beams=BEAM_SIZE, length_penalty=0.0, early_stopping=False, **settings
         )
+        random_ids, random_mask = random_sources(len(vocabulary), pad)
+        random = {"input_ids": torch.tensor(random_ids), "attention_mask": torch.tensor(random_mask)}
+        random_greedy = model.generate(**random, num_beams=1, **settings)
+        random_beams = {
+            size: model.generate(**random, num_beams=size, length_penalty=0.0, **settings)
+            for size in (BEAM_SIZE, BEAM_SIZE + 1)
+        }
     np.save(output_dir / LOGITS_FILE, logits.numpy().astype("float32"))
     reference = {
         "sentences": TEST_SENTENCES,
@@ -220,9 +241,13 @@ def main(output_dir: Path) -> None:
         "beam_size": BEAM_SIZE,
         "max_length": MAX_LENGTH,
         "greedy_texts": tokenizer.batch_decode(greedy, skip_special_tokens=True),
+        "random_encoder_ids": random_ids.tolist(),
+        "random_encoder_mask": random_mask.tolist(),
+        "random_greedy_ids": marian_outputs(random_greedy),
+        **{f"random_beam_{size}_ids": marian_outputs(ids) for size, ids in random_beams.items()},
     }
     (output_dir / REFERENCE_FILE).write_text(
-        json.dumps(reference, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+        json.dumps(reference, ensure_ascii=False) + "\n", encoding="utf-8"
     )
 
 

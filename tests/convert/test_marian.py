@@ -94,6 +94,24 @@ def test_beam_ids_equal_generate(marian_translator, reference):
     assert reference.values["beam_ids"] != reference.values["greedy_ids"]
 
 
+@pytest.mark.parametrize("search", ["greedy", "beam_3", "beam_4"])
+def test_random_sources_decode_as_generate(marian_translator, reference, search):
+    """60 random sources of 2 to 19 ids: greedy, 3 and 4 beams (length penalty 0)."""
+    encoder = np.where(np.asarray(reference.values["random_encoder_mask"]) == 1,
+                       reference.marian_to_ours[np.asarray(reference.values["random_encoder_ids"])],
+                       0).astype("int32")
+    settings = {}
+    if search != "greedy":
+        settings = {"strategy": "beam", "beam_size": int(search[-1]), "length_penalty": 0.0}
+    tokens, _ = marian_translator.model.generate(
+        encoder, max_length=reference.max_length, start_token_id=START, end_token_id=END,
+        **settings,
+    )
+    expected = reference.ours(f"random_{search}_ids")
+    assert any(row[-1] == END for row in expected) and any(row[-1] != END for row in expected)
+    assert first_rows(tokens) == expected
+
+
 def test_run_directory_translates_like_the_imported_model(
     marian_run_dir, marian_translator, reference
 ):
