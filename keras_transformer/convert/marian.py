@@ -69,7 +69,8 @@ from keras_transformer.translation.translator import Translator
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-REQUIRED_FILES = (CONFIG_FILE, WEIGHTS_FILE, "source.spm", "target.spm", "vocab.json")
+SPM_FILES = ("source.spm", "target.spm")
+REQUIRED_FILES = (CONFIG_FILE, WEIGHTS_FILE, *SPM_FILES, "vocab.json")
 # Marian's `activation_function` -> the library's feed-forward activation.
 ACTIVATIONS = {"swish": "silu", "silu": "silu", "relu": "relu", "gelu": "gelu"}
 _INTEGER_FIELDS = (
@@ -361,11 +362,7 @@ def _convert(
         tokens, tokens.index(unk_token), config["eos_token_id"], config["pad_token_id"],
         config["decoder_start_token_id"],
     )
-    special = {tokens[config["eos_token_id"]], unk_token, tokens[config["pad_token_id"]]}
-    protos = [
-        sentencepiece_model(checkpoint / name, vocabulary, special)
-        for name in ("source.spm", "target.spm")
-    ]
+    protos = [sentencepiece_model(checkpoint / name, vocabulary) for name in SPM_FILES]
     settings = _generation_settings(checkpoint, config)
     if max_sequence_length is None:
         max_sequence_length = config["max_position_embeddings"]

@@ -126,14 +126,12 @@ def vocabulary_map(
     return VocabularyMap(tokens, np.array(marian_rows, "int64"), marian_to_ours)
 
 
-def sentencepiece_model(path: Path, vocabulary: VocabularyMap, checked_tokens: set[str]) -> bytes:
+def sentencepiece_model(path: Path, vocabulary: VocabularyMap) -> bytes:
     """The checkpoint's SentencePiece model at `path`, renumbered to our ids.
 
     Args:
         path: source.spm or target.spm.
         vocabulary: from `vocabulary_map`.
-        checked_tokens: Marian's special tokens ("</s>", "<unk>", "<pad>"),
-            which the model's own control and unknown pieces stand for.
 
     Returns:
         The serialized model: piece i is `vocabulary.tokens[i]`; ids 0 to 3
@@ -153,7 +151,7 @@ def sentencepiece_model(path: Path, vocabulary: VocabularyMap, checked_tokens: s
     if not proto.pieces:
         raise DataError(f"{path}: not a SentencePiece model (it has no pieces).")
     own = {piece.piece: piece for piece in proto.pieces if piece.type in _SEGMENTING_TYPES}
-    known = set(vocabulary.tokens) | checked_tokens
+    known = set(vocabulary.tokens)
     unknown = sorted(piece for piece in own if piece not in known)
     if unknown:
         raise DataError(

@@ -231,3 +231,17 @@ def test_missing_safetensors_names_the_extra(monkeypatch):
     with pytest.raises(MissingExtraError, match=r"importing a Marian checkpoint needs "
                        r"safetensors, .* pip install 'keras-transformer-seq2seq\[convert\]'"):
         from_marian(CHECKPOINT)
+
+
+def test_a_piece_missing_from_the_vocabulary_is_refused(tmp_path):
+    """MarianTokenizer maps such a piece to "<unk>"; a SentencePiece model
+    cannot, so the import refuses instead of segmenting differently."""
+    checkpoint = broken_checkpoint(tmp_path)
+    vocabulary = json.loads((checkpoint / "vocab.json").read_text())
+    piece = "▁Il"
+    assert piece in vocabulary
+    vocabulary["<extra>"] = vocabulary.pop(piece)  # the same ids, one piece renamed
+    (checkpoint / "vocab.json").write_text(json.dumps(vocabulary))
+    with pytest.raises(DataError, match=r"source\.spm: 1 of its pieces are not in vocab\.json "
+                                        r"\(\['▁Il'\]\)"):
+        from_marian(checkpoint)
