@@ -13,13 +13,21 @@ from keras_transformer.export import export_from_run_dir, export_saved_model, ex
 MAX_INPUT_LENGTH = 40
 
 
-def encoder_rows(reference, length):
-    """(B, length) encoder ids of MarianTokenizer's ids, renumbered, 0-padded."""
-    rows = reference.ours("source_ids")
+def encoder_rows(reference, length, name="source_ids"):
+    """(B, length) encoder ids of MarianTokenizer's ids (or of the random
+    sources with `name="random_encoder_ids"`), renumbered, 0-padded."""
+    rows = reference.ours(name)
+    if name == "random_encoder_ids":
+        masks = reference.values["random_encoder_mask"]
+        rows = [row[: sum(mask)] for row, mask in zip(rows, masks)]
     ids = np.zeros((len(rows), length), "int32")
     for index, row in enumerate(rows):
         ids[index, : len(row)] = row
     return ids
+
+
+def search_name(decoding, reference):
+    return "greedy" if decoding == "greedy" else f"beam_{reference.values['beam_size']}"
 
 
 @pytest.mark.parametrize("decoding", ["greedy", "beam"])
@@ -44,6 +52,11 @@ def test_saved_model_gives_generate_ids_and_texts(
         encoder_token_ids=tf.constant(encoder_rows(reference, MAX_INPUT_LENGTH))
     )
     assert first_rows(outputs["token_ids"].numpy()) == expected
+    outputs = loaded.signatures["translate_ids"](encoder_token_ids=tf.constant(
+        encoder_rows(reference, MAX_INPUT_LENGTH, "random_encoder_ids")
+    ))
+    random_expected = reference.ours(f"random_{search_name(decoding, reference)}_ids")
+    assert first_rows(outputs["token_ids"].numpy()) == random_expected
     # Strings in, strings out: the in-graph tokenizer gives MarianTokenizer's
     # ids, or the texts would differ.
     texts = loaded.signatures["serving_default"](text=tf.constant(reference.values["sentences"]))
@@ -64,35 +77,50 @@ def test_run_directory_exports_a_saved_model(marian_run_dir, tmp_path):
 def tflite_runners(marian_translator, reference, tmp_path_factory):
     directory = tmp_path_factory.mktemp("tflite")
     runners = {}
-    for quantization in ("none", "dynamic_range"):
+    beam = {"beam_size": reference.values["beam_size"], "length_penalty": 0.0}
+    for quantization, decoding in (("none", "greedy"), ("none", "beam"),
+                                   ("dynamic_range", "greedy")):
         path = export_tflite(
             marian_translator.model,
-            directory / f"{quantization}.tflite",
+            directory / f"{quantization}_{decoding}.tflite",
             quantization=quantization,
             max_input_length=MAX_INPUT_LENGTH,
             max_output_length=reference.max_length,
+            decoding=decoding,
+            **beam,
         )
-        runners[quantization] = Interpreter(model_path=path).get_signature_runner("translate")
+        runner = Interpreter(model_path=path).get_signature_runner("translate")
+        runners[quantization, decoding] = runner
     return runners
 
 
-def tflite_greedy(runner, reference):
+def tflite_ids(runner, reference, name):
+    """First rows of the .tflite's "translate" (batch 1) on each source."""
     rows = []
-    for ids in encoder_rows(reference, MAX_INPUT_LENGTH):
+    for ids in encoder_rows(reference, MAX_INPUT_LENGTH, name):
         rows += first_rows(runner(encoder_token_ids=ids[None])["token_ids"])
     return rows
 
 
-def test_tflite_float32_gives_generate_ids(tflite_runners, reference):
-    assert tflite_greedy(tflite_runners["none"], reference) == reference.ours("greedy_ids")
+@pytest.mark.parametrize("decoding", ["greedy", "beam"])
+def test_tflite_float32_gives_generate_ids(tflite_runners, reference, decoding):
+    runner, search = tflite_runners["none", decoding], search_name(decoding, reference)
+    assert tflite_ids(runner, reference, "source_ids") == reference.ours(f"{decoding}_ids")
+    assert tflite_ids(runner, reference, "random_encoder_ids") == reference.ours(
+        f"random_{search}_ids"
+    )
 
 
 def test_tflite_int8_agreement_with_generate(tflite_runners, reference):
-    """Dynamic-range int8 weights change the logits a little: reported, and
-    only the first tokens are required to agree."""
-    rows = tflite_greedy(tflite_runners["dynamic_range"], reference)
-    expected = reference.ours("greedy_ids")
-    agreement = np.mean([a == b for row, ref in zip(rows, expected) for a, b in zip(row, ref)])
-    print(f"int8 greedy token agreement with generate: {agreement:.3f}; "
-          f"identical rows {sum(r == e for r, e in zip(rows, expected))}/{len(rows)}")
-    assert [row[0] for row in rows] == [row[0] for row in expected]
+    """Dynamic-range int8 weights change the logits a little: the agreement
+    is printed, and only most first tokens are required to agree."""
+    runner = tflite_runners["dynamic_range", "greedy"]
+    rows = tflite_ids(runner, reference, "source_ids")
+    rows += tflite_ids(runner, reference, "random_encoder_ids")
+    expected = reference.ours("greedy_ids") + reference.ours("random_greedy_ids")
+    tokens = [a == b for row, ref in zip(rows, expected) for a, b in zip(row, ref)]
+    first = np.mean([row[0] == ref[0] for row, ref in zip(rows, expected)])
+    identical = sum(row == ref for row, ref in zip(rows, expected))
+    print(f"int8 greedy vs generate: {np.mean(tokens):.3f} of aligned tokens, "
+          f"{first:.3f} of first tokens, {identical}/{len(rows)} identical rows")
+    assert first >= 0.9
