@@ -426,6 +426,7 @@ def import_marian(
     run = _convert(checkpoint_dir, direction, max_sequence_length)
     with atomic_directory(output_dir, overwrite=overwrite) as temporary:
         run_dir = Path(temporary)
+        run_dir.chmod(0o755)  # as `train` makes it; mkdtemp gives its owner only
         write_run_config(run_dir, run.config, run.direction)
         protos = (run.source_vocabulary, run.target_vocabulary)
         for name, proto in zip(VOCABULARY_FILES["sentencepiece"], protos):
