@@ -27,7 +27,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 __version__ = "0.1.0"
 DISTRIBUTION = "keras-transformer-seq2seq"
 
-_SUBPACKAGES = ("data", "decoding", "export", "layers", "models", "training", "translation")
+_SUBPACKAGES = (
+    "convert", "data", "decoding", "export", "layers", "models", "training", "translation",
+)
 # Public name -> (module, attribute) for the names re-exported at the top level.
 _REEXPORTS = {
     "build_seq2seq_transformer": ("keras_transformer.models", "build_seq2seq_transformer"),

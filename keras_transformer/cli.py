@@ -1,10 +1,12 @@
-"""The `keras-transformer` command line: train, translate, evaluate, attention, export.
+"""The `keras-transformer` command line: train, translate, evaluate, attention,
+export, import-marian.
 
     keras-transformer train --output-dir runs/embedded
     keras-transformer translate --run-dir runs/embedded "Je suis étudiant."
     keras-transformer evaluate --run-dir runs/embedded
     keras-transformer attention --run-dir runs/embedded "Je suis étudiant." --output a.png
     keras-transformer export --run-dir runs/embedded --format tflite --output model.tflite
+    keras-transformer import-marian opus-mt-fr-en --output-dir runs/opus-fr-en
 
 User mistakes (a missing run directory, a malformed data file, an unknown
 config key, a missing pip extra) print one line naming what was received and
@@ -112,6 +114,19 @@ def run_export(args: argparse.Namespace) -> None:
     print(f"Wrote {written}")
 
 
+def run_import_marian(args: argparse.Namespace) -> None:
+    from keras_transformer.convert import import_marian
+
+    written = import_marian(
+        args.checkpoint_dir,
+        args.output_dir,
+        direction=args.direction,
+        max_sequence_length=args.max_sequence_length,
+        overwrite=args.overwrite,
+    )
+    print(f"Wrote {written}")
+
+
 def positive_int(text: str) -> int:
     value = int(text) if text.lstrip("-").isdigit() else None
     if value is None or value < 1:
@@ -152,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
             name, parents=[verbose], help=help, description=description
         )
         command.set_defaults(run=run)
-        if name == "train":
+        if name in ("train", "import-marian"):
             command.add_argument("--output-dir", required=True, metavar="RUN_DIR")
         else:
             command.add_argument("--run-dir", required=True)
@@ -245,6 +260,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--xla_cpu_compilation_enabled (slower)",
     )
     command.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+    command = add_command(
+        "import-marian",
+        run_import_marian,
+        help="import a Hugging Face OPUS-MT (Marian) checkpoint as a run directory",
+        description="Convert a local Marian checkpoint directory (config.json, "
+        "model.safetensors, source.spm, target.spm, vocab.json; e.g. from "
+        "`huggingface-cli download Helsinki-NLP/opus-mt-fr-en --local-dir "
+        "opus-mt-fr-en`) into RUN_DIR, which translate, evaluate, attention and "
+        "export then read. Nothing is downloaded.",
+    )
+    command.add_argument("checkpoint_dir", metavar="CHECKPOINT_DIR")
+    command.add_argument(
+        "--direction", help="source-target, such as fr-en (default: from the checkpoint)"
+    )
+    command.add_argument(
+        "--max-sequence-length",
+        type=positive_int,
+        help="longest source and translation in tokens (default: max_position_embeddings)",
+    )
+    command.add_argument("--overwrite", action="store_true", help="replace an existing RUN_DIR")
     return parser
 
 

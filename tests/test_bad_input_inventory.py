@@ -37,6 +37,7 @@ CONFIG = TranslationConfig(
     num_layers=1, hidden_dim=8, num_heads=2, intermediate_dim=8, dropout=0.0,
     max_sequence_length=8, source_vocabulary_size=V, target_vocabulary_size=V, beam_size=2,
 )
+MARIAN_CHECKPOINT = Path(__file__).resolve().parent / "convert" / "fixtures" / "tiny-opus-mt-fr-en"
 CLI = "exit code 2"  # the expected outcome of a CLI row
 X = np.ones((2, 4, 8), "float32")  # (B, T, D)
 IDS = np.array([[4, 5, 3, 0]], "int32")  # (B, S)
@@ -95,6 +96,17 @@ class Context:
         self.file("corpus.fr", lines(*source_lines))
         self.file("corpus.en", lines(*target_lines))
         return self.tmp / "corpus"
+
+    def marian(self, *, remove=(), config=None):
+        """A copy of the tiny Marian checkpoint of tests/convert, with files
+        removed or config.json keys changed."""
+        checkpoint = self.tmp / "checkpoint"
+        shutil.copytree(MARIAN_CHECKPOINT, checkpoint)
+        for name in remove:
+            (checkpoint / name).unlink()
+        values = json.loads((checkpoint / "config.json").read_text())
+        (checkpoint / "config.json").write_text(json.dumps({**values, **(config or {})}))
+        return checkpoint
 
     def run(self, *, remove=(), write=None, config=None, drop=(), sentencepiece=False):
         """A copy of the finished run directory (WordPiece, or SentencePiece
@@ -715,6 +727,24 @@ INVENTORY = [
         r"'references': 1, 'hypotheses': 2\}",
         id="translation.score/misaligned-lists",
     ),
+    pytest.param(
+        lambda c: kt.convert.from_marian(c.marian(remove=["target.spm", "vocab.json"])),
+        DataError, r"Marian checkpoint directory '.*checkpoint' lacks \['target\.spm', "
+        r"'vocab\.json'\]; expected \['config\.json', 'model\.safetensors', 'source\.spm', "
+        r"'target\.spm', 'vocab\.json'\]",
+        id="convert.from_marian/missing-checkpoint-files",
+    ),
+    pytest.param(
+        lambda c: kt.convert.from_marian(c.marian(config={"model_type": "bart"})),
+        DataError, r"config\.json: \"model_type\" is 'bart'; expected \"marian\"",
+        id="convert.from_marian/config-not-marian",
+    ),
+    pytest.param(
+        lambda c: kt.convert.from_marian(c.marian(config={"d_model": 32})),
+        DataError, r"model\.safetensors: tensor 'model\.shared\.weight' has shape \(146, 16\), "
+        r"but config\.json implies \(146, 32\); the weights and config\.json disagree",
+        id="convert.from_marian/tensor-shape-disagrees-with-config",
+    ),
     # The command line: exit code 2 and one line on stderr.
     pytest.param(
         lambda c: ["translate", "--run-dir", c.tmp / "nowhere", "je suis"],
@@ -785,6 +815,13 @@ INVENTORY = [
                    "--output", c.file("m.tflite", "old")],
         CLI, r"export: error: .*m\.tflite already exists\. Choose a new output path",
         id="cli.export/output-exists",
+    ),
+    pytest.param(
+        lambda c: ["import-marian", c.marian(remove=["model.safetensors"]),
+                   "--output-dir", c.tmp / "run"],
+        CLI, r"import-marian: error: Marian checkpoint directory '.*checkpoint' lacks "
+        r"\['model\.safetensors'\]",
+        id="cli.import-marian/missing-weights-file",
     ),
     pytest.param(
         lambda c: ["attention", "--run-dir", c.run(), "  ", "--output", c.tmp / "a.png"],

@@ -64,7 +64,9 @@ def test_import_is_lazy_and_reaches_every_subpackage():
     assert imported == []
     import keras_transformer as kt
 
-    for name in ("layers", "models", "training", "decoding", "export", "data", "translation"):
+    for name in (
+        "layers", "models", "training", "decoding", "export", "data", "translation", "convert",
+    ):
         assert getattr(kt, name).__name__ == f"keras_transformer.{name}"
         assert name in dir(kt)
     assert kt.build_seq2seq_transformer is kt.models.build_seq2seq_transformer

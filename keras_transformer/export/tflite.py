@@ -241,8 +241,12 @@ def export_tflite(
         name: _frozen_signature(function, input_signature)
         for name, (function, input_signature) in functions.items()
     }
+    # The SavedModel only feeds the converter, which needs no gradients:
+    # without custom gradients, activations that define one (SiLU's captures
+    # its beta) save like any other op.
+    options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
     with tempfile.TemporaryDirectory() as saved_model_dir:
-        tf.saved_model.save(tf.Module(), saved_model_dir, signatures=signatures)
+        tf.saved_model.save(tf.Module(), saved_model_dir, signatures=signatures, options=options)
         flatbuffer = _converter(saved_model_dir, quantization).convert()
     write_file_atomic(output_path, flatbuffer)
     return os.path.abspath(os.fspath(output_path))

@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_transformer.layers.position_embedding import PositionEmbedding
 from keras_transformer.layers.sinusoidal_position_encoding import (
+    SINUSOIDAL_LAYOUTS,
     SinusoidalPositionEncoding,
 )
 from keras_transformer.layers.validation import (
@@ -23,7 +24,9 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
     Token id 0 is padding: the layer returns a Keras mask `token_ids != 0`
     that downstream layers of this package honour. Called with
     `reverse=True` on hidden states, it projects them onto the vocabulary with
-    the transposed token table: the tied pre-softmax projection of section 3.4.
+    the transposed token table: the tied pre-softmax projection of section 3.4,
+    plus a learned (V,) bias with `use_output_bias=True` (Marian's
+    `final_logits_bias`; the embedding itself never uses it).
 
     Args:
         vocabulary_size: V, number of token ids.
@@ -33,6 +36,11 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         position_encoding: "sinusoidal" (section 3.5, default) or "learned".
         scale_embeddings: multiply token embeddings by sqrt(D) (section 3.4).
         max_wavelength: base wavelength of the sinusoidal encoding.
+        sinusoidal_layout: "interleaved" (the paper, default) or
+            "concatenated" (sines then cosines, as Marian); see
+            `SinusoidalPositionEncoding`.
+        use_output_bias: add a learned bias, initialized to zeros, to the
+            logits of `reverse=True`.
         embeddings_initializer: initializer of the (V, D) table; defaults to
             a normal with standard deviation D^-0.5, so that scaled token
             embeddings have unit variance.
@@ -63,6 +71,8 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         scale_embeddings=True,
         max_wavelength=10000,
         embeddings_initializer=None,
+        sinusoidal_layout="interleaved",
+        use_output_bias=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -70,12 +80,20 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         check_positive_int("sequence_length", sequence_length)
         check_positive_int("embedding_dim", embedding_dim)
         check_choice("position_encoding", position_encoding, {"sinusoidal", "learned"})
+        check_choice("sinusoidal_layout", sinusoidal_layout, set(SINUSOIDAL_LAYOUTS))
+        if not isinstance(use_output_bias, bool):
+            raise ValueError(
+                "`use_output_bias` must be True or False. Received: "
+                f"use_output_bias={use_output_bias!r}"
+            )
         self.vocabulary_size = vocabulary_size
         self.sequence_length = sequence_length
         self.embedding_dim = embedding_dim
         self.position_encoding = position_encoding
         self.scale_embeddings = scale_embeddings
         self.max_wavelength = max_wavelength
+        self.sinusoidal_layout = sinusoidal_layout
+        self.use_output_bias = use_output_bias
         if embeddings_initializer is None:
             embeddings_initializer = keras.initializers.RandomNormal(
                 stddev=embedding_dim**-0.5
@@ -83,7 +101,10 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
         if position_encoding == "sinusoidal":
             self.position_layer = SinusoidalPositionEncoding(
-                max_wavelength, dtype=self.dtype_policy, name="position_encoding"
+                max_wavelength,
+                layout=sinusoidal_layout,
+                dtype=self.dtype_policy,
+                name="position_encoding",
             )
         else:
             self.position_layer = PositionEmbedding(
@@ -97,6 +118,11 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
             shape=(self.vocabulary_size, self.embedding_dim),
             initializer=self.embeddings_initializer,
         )
+        self.output_bias = None
+        if self.use_output_bias:
+            self.output_bias = self.add_weight(
+                name="output_bias", shape=(self.vocabulary_size,), initializer="zeros"
+            )
         self.position_layer.build(tuple(inputs_shape[:2]) + (self.embedding_dim,))
 
     def call(self, inputs, start_index=0, reverse=False):
@@ -126,11 +152,17 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
             # transposed table of `x @ table^T` into an unvectorized
             # elementwise loop when B * T is small, the slowest op of a step.
             logits = ops.transpose(ops.matmul(table, ops.transpose(hidden[:, 0])))  # (B, V)
-            return ops.cast(logits[:, None], "float32")  # (B, 1, V)
+            return self._add_output_bias(ops.cast(logits[:, None], "float32"))  # (B, 1, V)
         # A matmul, not einsum("btd,vd->btv"): TF differentiates that einsum
         # into a far slower kernel (small train step 1.72 s -> 0.95 s, no XLA).
         logits = ops.matmul(hidden, ops.transpose(table))  # (B, T, V)
-        return ops.cast(logits, "float32")
+        return self._add_output_bias(ops.cast(logits, "float32"))
+
+    def _add_output_bias(self, logits):
+        """float32 (B, T, V) logits plus the output bias, if any, in float32."""
+        if self.output_bias is None:
+            return logits
+        return logits + ops.cast(self.output_bias, "float32")  # (B, T, V)
 
     def compute_mask(self, inputs, mask=None):
         if "int" in keras.backend.standardize_dtype(inputs.dtype):
@@ -157,6 +189,8 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
                 "position_encoding": self.position_encoding,
                 "scale_embeddings": self.scale_embeddings,
                 "max_wavelength": self.max_wavelength,
+                "sinusoidal_layout": self.sinusoidal_layout,
+                "use_output_bias": self.use_output_bias,
                 "embeddings_initializer": keras.initializers.serialize(
                     self.embeddings_initializer
                 ),

@@ -459,6 +459,10 @@ def build_seq2seq_transformer(
     position_encoding: str = "sinusoidal",
     activation: str = "relu",
     layer_norm_epsilon: float = 1e-5,
+    sinusoidal_layout: str = "interleaved",
+    scale_embeddings: bool = True,
+    use_output_bias: bool = False,
+    share_embeddings: bool = False,
     name: str = "seq2seq_transformer",
 ) -> Seq2SeqTransformer:
     """Builds the Transformer of "Attention Is All You Need" from sizes (section 3).
@@ -482,8 +486,19 @@ def build_seq2seq_transformer(
             projection; otherwise a separate Dense layer named "logits".
         num_encoder_layers, num_decoder_layers: override `num_layers`.
         position_encoding: "sinusoidal" or "learned".
-        activation: feed-forward activation.
+        activation: feed-forward activation ("relu" in the paper; Marian
+            uses "silu", also called swish).
         layer_norm_epsilon: LayerNorm epsilon.
+        sinusoidal_layout: "interleaved" (the paper) or "concatenated"
+            (sines then cosines, as Marian); see `SinusoidalPositionEncoding`.
+        scale_embeddings: multiply token embeddings by sqrt(D) (section 3.4).
+        use_output_bias: with `tie_embeddings`, a learned (V,) bias on the
+            logits (Marian's `final_logits_bias`).
+        share_embeddings: one embedding table for source and target, which
+            need the same vocabulary (`source_vocabulary_size ==
+            target_vocabulary_size`), named "embedding": with
+            `tie_embeddings` it is used three ways, as in Marian and
+            section 3.4 of the paper.
         name: the model name.
 
     Returns:
@@ -518,6 +533,18 @@ def build_seq2seq_transformer(
     check_rate("dropout", dropout)
     check_number("layer_norm_epsilon", layer_norm_epsilon, positive=True)
     check_choice("position_encoding", position_encoding, {"sinusoidal", "learned"})
+    if use_output_bias and not tie_embeddings:
+        raise ValueError(
+            "`use_output_bias=True` adds a bias to the tied projection, so it needs "
+            "`tie_embeddings=True` (the untied Dense layer has its own bias). Received "
+            "tie_embeddings=False."
+        )
+    if share_embeddings and source_vocabulary_size != target_vocabulary_size:
+        raise ValueError(
+            "`share_embeddings=True` uses one table for both vocabularies, so "
+            "`source_vocabulary_size` must equal `target_vocabulary_size`. Received "
+            f"{source_vocabulary_size} and {target_vocabulary_size}."
+        )
     if hidden_dim % num_heads:
         raise ValueError(
             "`hidden_dim` must be divisible by `num_heads`. Received "
@@ -535,18 +562,32 @@ def build_seq2seq_transformer(
         "sequence_length": max_sequence_length,
         "embedding_dim": hidden_dim,
         "position_encoding": position_encoding,
+        "sinusoidal_layout": sinusoidal_layout,
+        "scale_embeddings": scale_embeddings,
     }
     output_layers = []
     if not tie_embeddings:
         output_layers = [keras.layers.Dense(target_vocabulary_size, dtype="float32", name="logits")]
+    # Built in this order (encoder embedding, encoder, decoder embedding,
+    # decoder): each layer draws its initializers' seeds when constructed, so a
+    # seeded run gets the same weights as before `share_embeddings` existed.
+    encoder_embedding = TokenAndPositionEmbedding(
+        source_vocabulary_size,
+        name="embedding" if share_embeddings else "encoder_embedding",
+        use_output_bias=use_output_bias and share_embeddings,
+        **embedding_kwargs,
+    )
+    encoder = TransformerEncoder(num_encoder_layers, name="encoder", **block_kwargs)
+    decoder_embedding = encoder_embedding
+    if not share_embeddings:
+        decoder_embedding = TokenAndPositionEmbedding(
+            target_vocabulary_size, name="decoder_embedding", use_output_bias=use_output_bias,
+            **embedding_kwargs,
+        )
     return Seq2SeqTransformer(
-        encoder_embedding=TokenAndPositionEmbedding(
-            source_vocabulary_size, name="encoder_embedding", **embedding_kwargs
-        ),
-        encoder=TransformerEncoder(num_encoder_layers, name="encoder", **block_kwargs),
-        decoder_embedding=TokenAndPositionEmbedding(
-            target_vocabulary_size, name="decoder_embedding", **embedding_kwargs
-        ),
+        encoder_embedding=encoder_embedding,
+        encoder=encoder,
+        decoder_embedding=decoder_embedding,
         decoder=TransformerDecoder(num_decoder_layers, name="decoder", **block_kwargs),
         output_layers=output_layers,
         tie_embeddings=tie_embeddings,

@@ -7,12 +7,19 @@ from pathlib import Path
 from keras_transformer.checks import check_choice, check_number, check_positive_int, check_rate
 from keras_transformer.data import TOKENIZERS
 from keras_transformer.data.tokenizers import check_vocabulary_size
+from keras_transformer.layers.sinusoidal_position_encoding import SINUSOIDAL_LAYOUTS
 
 _POSITIVE_INTS = (
     "num_layers", "hidden_dim", "num_heads", "intermediate_dim", "max_sequence_length",
     "batch_size", "epochs", "warmup_steps", "backup_steps", "beam_size",
 )
-_BOOLS = ("normalize_first", "tie_embeddings", "lowercase")
+_BOOLS = (
+    "normalize_first", "tie_embeddings", "lowercase", "scale_embeddings", "use_output_bias",
+    "share_embeddings",
+)
+# Feed-forward activations a config may name: the paper's ReLU, and those
+# of imported checkpoints (Marian's "swish" is SiLU).
+ACTIVATIONS = ("relu", "gelu", "silu")
 
 
 @dataclasses.dataclass
@@ -26,6 +33,11 @@ class TranslationConfig:
     existed mean "wordpiece". Every
     field is checked on creation: a wrong type or value raises a ValueError
     naming the field, the value received and what is expected.
+
+    `activation`, `sinusoidal_layout`, `scale_embeddings`, `use_output_bias`
+    and `share_embeddings` describe imported checkpoints (see
+    `keras_transformer.convert`); their defaults are the paper's model, so
+    a config file written before they existed builds the same model.
     """
 
     num_layers: int = 3
@@ -36,6 +48,11 @@ class TranslationConfig:
     normalize_first: bool = False
     tie_embeddings: bool = True
     position_encoding: str = "sinusoidal"
+    activation: str = "relu"
+    sinusoidal_layout: str = "interleaved"
+    scale_embeddings: bool = True
+    use_output_bias: bool = False
+    share_embeddings: bool = False
     max_sequence_length: int = 64
     source_vocabulary_size: int = 8000
     target_vocabulary_size: int = 8000
@@ -66,6 +83,8 @@ class TranslationConfig:
         check_rate("ema_momentum", self.ema_momentum)
         check_choice("position_encoding", self.position_encoding, {"sinusoidal", "learned"})
         check_choice("tokenizer", self.tokenizer, TOKENIZERS)
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("sinusoidal_layout", self.sinusoidal_layout, SINUSOIDAL_LAYOUTS)
         for name in _BOOLS:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(
@@ -86,6 +105,8 @@ class TranslationConfig:
         names = (
             "num_layers", "hidden_dim", "num_heads", "intermediate_dim", "dropout",
             "normalize_first", "tie_embeddings", "position_encoding", "max_sequence_length",
+            "activation", "sinusoidal_layout", "scale_embeddings", "use_output_bias",
+            "share_embeddings",
         )
         return {name: getattr(self, name) for name in names}
 

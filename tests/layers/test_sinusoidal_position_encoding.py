@@ -91,3 +91,30 @@ def test_keras_file_round_trip(save_and_load):
         keras.ops.convert_to_numpy(restored(x)), keras.ops.convert_to_numpy(model(x))
     )
     assert restored.layers[-1].max_wavelength == 1000
+
+
+def concatenated_reference(length, dim, start_index=0):
+    """Sines of the ceil(D / 2) frequencies, then their cosines (Marian's
+    `MarianSinusoidalPositionalEmbedding`), in float64."""
+    positions = np.arange(start_index, start_index + length, dtype="float64")[:, None]
+    angles = positions / 10000 ** (2 * (np.arange(dim)[None, :] // 2) / dim)  # (T, D)
+    return np.concatenate([np.sin(angles[:, 0::2]), np.cos(angles[:, 1::2])], axis=1)[:, :dim]
+
+
+@pytest.mark.parametrize("dim", [8, 7, 16])
+@pytest.mark.parametrize("start_index", [0, 9])
+def test_concatenated_layout_is_sines_then_cosines(dim, start_index):
+    layer = SinusoidalPositionEncoding(layout="concatenated")
+    outputs = keras.ops.convert_to_numpy(layer(np.zeros((2, 6, dim)), start_index=start_index))
+    expected = concatenated_reference(6, dim, start_index)
+    np.testing.assert_allclose(outputs[1], expected, atol=2e-5)
+    interleaved = reference_encoding(6, dim, start_index)
+    assert np.allclose(np.sort(outputs[1], axis=1), np.sort(interleaved, axis=1), atol=2e-5)
+
+
+def test_layout_round_trips_and_is_checked():
+    layer = SinusoidalPositionEncoding(layout="concatenated")
+    assert SinusoidalPositionEncoding.from_config(layer.get_config()).layout == "concatenated"
+    assert SinusoidalPositionEncoding.from_config({"max_wavelength": 10}).layout == "interleaved"
+    with pytest.raises(ValueError, match="`layout` must be one of .*Received: layout='split'"):
+        SinusoidalPositionEncoding(layout="split")

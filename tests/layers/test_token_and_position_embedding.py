@@ -173,3 +173,46 @@ def test_trains_and_keras_file_round_trip(position_encoding, save_and_load):
     restored = save_and_load(model)
     np.testing.assert_array_equal(to_numpy(restored(IDS)), to_numpy(model(IDS)))
     assert restored.layers[1].position_encoding == position_encoding
+
+
+def test_output_bias_is_added_to_the_reverse_projection_only():
+    layer = TokenAndPositionEmbedding(12, 16, 8, use_output_bias=True)
+    layer.build((None, None))
+    bias = np.linspace(-1.0, 1.0, 12).astype("float32")
+    layer.output_bias.assign(bias)
+    plain = TokenAndPositionEmbedding(12, 16, 8)
+    plain.build((None, None))
+    plain.embeddings.assign(layer.embeddings)
+    np.testing.assert_array_equal(to_numpy(layer(IDS)), to_numpy(plain(IDS)))
+    hidden = np.random.default_rng(0).normal(size=(2, 3, 8)).astype("float32")
+    for positions in (hidden, hidden[:, :1]):  # the one-position path of decoding too
+        np.testing.assert_allclose(
+            to_numpy(layer(positions, reverse=True)),
+            to_numpy(plain(positions, reverse=True)) + bias,
+            atol=1e-5,
+        )
+
+
+@pytest.mark.parametrize("dtype", ["float32", "mixed_float16"])
+def test_output_bias_and_layout_survive_a_keras_file(dtype, save_and_load):
+    ids = keras.Input((None,), dtype="int32")
+    embedding = TokenAndPositionEmbedding(
+        12, 16, 8, use_output_bias=True, sinusoidal_layout="concatenated", dtype=dtype
+    )
+    model = keras.Model(ids, embedding(embedding(ids), reverse=True), name="biased")
+    embedding.output_bias.assign(np.arange(12, dtype="float32"))
+    assert keras.backend.standardize_dtype(embedding.output_bias.dtype) == "float32"
+    restored = save_and_load(model)
+    np.testing.assert_array_equal(to_numpy(restored(IDS)), to_numpy(model(IDS)))
+    config = restored.layers[1].get_config()
+    assert config["use_output_bias"] and config["sinusoidal_layout"] == "concatenated"
+
+
+def test_old_configs_load_without_the_new_options():
+    config = TokenAndPositionEmbedding(12, 16, 8).get_config()
+    for key in ("use_output_bias", "sinusoidal_layout"):
+        config.pop(key)
+    layer = TokenAndPositionEmbedding.from_config(config)
+    assert not layer.use_output_bias and layer.position_layer.layout == "interleaved"
+    layer.build((None, None))
+    assert [weight.path.split("/")[-1] for weight in layer.weights] == ["embeddings"]

@@ -375,3 +375,34 @@ def test_keras_accuracy_skips_padding_because_the_logits_carry_the_mask(rng):
 
     results = model.evaluate(inputs(source, decoder_inputs), labels, return_dict=True, verbose=0)
     np.testing.assert_allclose(results["accuracy"], expected, rtol=1e-6)
+
+
+def test_shared_embeddings_are_one_table_used_three_ways(save_and_load):
+    model = build_seq2seq_transformer(
+        TARGET_VOCABULARY, TARGET_VOCABULARY, num_layers=1, hidden_dim=HIDDEN_DIM,
+        num_heads=2, intermediate_dim=32, dropout=0.0, share_embeddings=True,
+        use_output_bias=True, activation="silu", sinusoidal_layout="concatenated",
+    )
+    assert model.encoder_embedding is model.decoder_embedding
+    assert [w.path for w in model.weights[:2]] == ["embedding/embeddings", "embedding/output_bias"]
+    model.decoder_embedding.output_bias.assign(np.linspace(-1, 1, TARGET_VOCABULARY))
+    ids = random_ids(np.random.default_rng(0), [5, 3], 6, TARGET_VOCABULARY)
+    restored = save_and_load(model)
+    assert restored.encoder_embedding is restored.decoder_embedding
+    np.testing.assert_allclose(
+        to_numpy(restored(inputs(ids, ids))), to_numpy(model(inputs(ids, ids))), atol=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"share_embeddings": True}, r"`share_embeddings=True` uses one table .* Received 20 "
+                                     r"and 23"),
+        ({"use_output_bias": True, "tie_embeddings": False},
+         r"`use_output_bias=True` .* needs `tie_embeddings=True`"),
+    ],
+)
+def test_rejects_shared_or_biased_embeddings_that_cannot_be(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        build(**kwargs)

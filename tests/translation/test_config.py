@@ -85,3 +85,39 @@ def test_optimizer_kwargs_build_the_recipe_optimizer():
 def test_rejects_a_bad_ema_momentum(momentum):
     with pytest.raises(ValueError, match=r"`ema_momentum` must be a float in \[0, 1\)"):
         TranslationConfig(ema_momentum=momentum)
+
+
+IMPORTED_MODEL_FIELDS = {
+    "activation": "silu", "sinusoidal_layout": "concatenated", "scale_embeddings": False,
+    "use_output_bias": True, "share_embeddings": True,
+}
+
+
+def test_imported_model_fields_default_to_the_paper_for_old_config_files():
+    values = dataclasses.asdict(RECIPES["tiny"])
+    for name in IMPORTED_MODEL_FIELDS:
+        del values[name]  # a config.json written before the fields existed
+    kwargs = TranslationConfig.from_dict(values).model_kwargs()
+    assert {name: kwargs[name] for name in IMPORTED_MODEL_FIELDS} == {
+        "activation": "relu", "sinusoidal_layout": "interleaved", "scale_embeddings": True,
+        "use_output_bias": False, "share_embeddings": False,
+    }
+    config = TranslationConfig(**IMPORTED_MODEL_FIELDS)
+    assert TranslationConfig.from_dict(json.loads(config.to_json())) == config
+    assert {name: config.model_kwargs()[name] for name in IMPORTED_MODEL_FIELDS} == (
+        IMPORTED_MODEL_FIELDS
+    )
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("activation", "tanh", r"`activation` must be one of \['gelu', 'relu', 'silu'\]"),
+        ("sinusoidal_layout", "split", r"`sinusoidal_layout` must be one of"),
+        ("use_output_bias", 1, r"`use_output_bias` must be true or false\. Received: "
+                               r"use_output_bias=1"),
+    ],
+)
+def test_imported_model_fields_are_checked(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        TranslationConfig(**{field: value})
