@@ -34,11 +34,14 @@ from keras_transformer.translation.translator import Translator
 
 Pair = tuple[str, str]
 
-# Why training stopped, as `training.json` and `training_summary` name it.
+# Why training stopped, as `training.json` names it, and how
+# `training_summary` says it.
 STOP_REASONS = {
-    "epochs": "ran all its epochs",
-    "max_time": "stopped at the time limit (max_time)",
-    "early_stopping": "stopped early: validation BLEU stopped improving",
+    "epochs": "finished its {epoch} epochs at step {step}",
+    "max_time": "stopped at the time limit at step {step}, in epoch {epoch}",
+    "early_stopping": (
+        "stopped early, validation BLEU no longer improving, at step {step}, in epoch {epoch}"
+    ),
 }
 
 
@@ -127,15 +130,16 @@ def training_summary(run_dir: str | os.PathLike) -> str:
 
     Example:
     >>> training_summary("runs/multi30k")  # doctest: +SKIP
-    'Training stopped at the time limit (max_time) (at step 5200, epoch 12); model.keras
-    is the best by validation BLEU: step 4800 (epoch 11), BLEU 35.12.'
+    'Training stopped at the time limit at step 5200, in epoch 12; model.keras is the
+    best by validation BLEU: step 4800 (epoch 11), BLEU 35.12.'
     """
     record = read_training_file(Path(run_dir))
     model = record.get("model")
     if model is None:
         return f"{Path(run_dir) / MODEL_FILE} has not been written."
-    ended = STOP_REASONS[record["stopped"]]
-    ended += f" (at step {model['last_step']}, epoch {model['last_epoch']})"
+    ended = STOP_REASONS[record["stopped"]].format(
+        step=model["last_step"], epoch=model["last_epoch"]
+    )
     if model["source"] == "best":
         chosen = (
             f"the best by validation BLEU: step {model['step']} (epoch {model['epoch']}), "
