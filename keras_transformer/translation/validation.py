@@ -154,8 +154,9 @@ class ValidationBleu(keras.callbacks.Callback):
     """Greedy-decodes validation sentences, scores sacrebleu BLEU, keeps the
     best checkpoint and stops early.
 
-    Runs every `every_steps` global steps (if given) and at every epoch end
-    (a partial epoch, cut short by a stop, excepted). With a moving average
+    Runs every `every_steps` global steps (if given), at every epoch end,
+    and when the time limit stops training mid-epoch (the model then is a
+    candidate too; a signal or early stopping adds no evaluation). With a moving average
     of the weights (`use_ema`), the average is scored and saved. The model
     of the highest BLEU (ties: the later one) is written to
     RUN_DIR/checkpoints/best.keras, atomically; every score goes to
@@ -213,7 +214,8 @@ class ValidationBleu(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         evaluated = self.evaluations and self.evaluations[-1].step == self._step()
-        if self.backup.epoch_complete and not evaluated:
+        stopped_on_time = self.backup.stop_reason == "max_time"
+        if (self.backup.epoch_complete or stopped_on_time) and not evaluated:
             self.evaluate()
 
     def on_train_end(self, logs=None):

@@ -153,7 +153,10 @@ def test_max_time_stops_after_a_step_backed_up_and_resumes(tiny_files, tmp_path)
     assert (state["epoch"], state["step"], state["stop_reason"]) == (0, 1, "max_time")
     assert not list((run_dir / "checkpoints").glob("epoch_*.keras"))  # no epoch ended
     assert "stopped at the time limit at step 1, in epoch 1;" in training_summary(run_dir)
-    assert "model.keras is the last model" in training_summary(run_dir)
+    # The model at the stop is evaluated, so it is the best of one.
+    assert "model.keras is the best by validation BLEU: step 1 (epoch 1)" in training_summary(
+        run_dir
+    )
     assert translator.translate(["Je suis étudiant."])
     Translator.from_run_dir(run_dir)
 
