@@ -247,3 +247,24 @@ def test_summaries_log_per_step_loss_and_learning_rate(installed, tmp_path, monk
               callbacks=[callback])
     tags = scalar_tags(tmp_path / "train")
     assert {"batch_loss", "batch_learning_rate", "epoch_loss", "epoch_learning_rate"} <= tags
+
+
+def test_early_stopping_stops_mid_epoch_and_the_run_stays_stopped(tiny_files, tmp_path):
+    """Two steps in, BLEU is 0 at every evaluation: none improves on the first."""
+    corpus, config = tiny_files
+    run_dir = tmp_path / "run"
+    options = {"data": corpus, "epochs": 2, "validation_steps": 2, "early_stopping": 1,
+               "verbose": 0}
+    train(str(config), run_dir, **options)
+    record = json.loads((run_dir / "training.json").read_text())
+    assert [item["bleu"] for item in record["evaluations"]] == [0.0, 0.0]
+    assert record["stopped"] == "early_stopping"
+    state = json.loads((run_dir / "backup" / "state.json").read_text())
+    assert (state["epoch"], state["step"]) == (0, 4)
+    assert "stopped early, validation BLEU no longer improving, at step 4, in epoch 1; " \
+        "model.keras is the best by validation BLEU: step 4 (epoch 1)" in training_summary(run_dir)
+
+    again = RecordEpochs()
+    train(str(config), run_dir, callbacks=[again], **options)
+    assert again.epochs == []
+    assert steps_of(run_dir / "model.keras") == 4
