@@ -207,13 +207,13 @@ def token_counts(dataset: tf.data.Dataset) -> dict[str, int]:
     """
 
     def add(counts, batch):
+        batches, positions, padding, target_tokens = counts
         inputs, labels = batch
-        positions = padding = tf.constant(0, "int64")
-        for token_ids in (inputs[ENCODER_INPUT], inputs[DECODER_INPUT]):
+        for token_ids in (inputs[ENCODER_INPUT], inputs[DECODER_INPUT]):  # (B, S), (B, T)
             positions += tf.size(token_ids, out_type="int64")
             padding += tf.math.count_nonzero(token_ids == PAD_ID)
-        target_tokens = tf.math.count_nonzero(labels != PAD_ID)
-        return (counts[0] + 1, counts[1] + positions, counts[2] + padding, counts[3] + target_tokens)
+        target_tokens += tf.math.count_nonzero(labels != PAD_ID)
+        return batches + 1, positions, padding, target_tokens
 
     zero = tf.constant(0, "int64")
     totals = dataset.reduce((zero, zero, zero, zero), add)
