@@ -65,7 +65,7 @@ def test_train_prints_scores_and_translations(trained):
     assert "Test split: " in out and "on 30 sentences" in out
     assert out.count(" -> ") == 5
     assert (run_dir / "model.keras").is_file()
-    assert "Training finished its 1 epochs at step 10; model.keras is the best by " \
+    assert "Training ran to the end of epoch 1, step 10; model.keras is the best by " \
         "validation BLEU: step 10 (epoch 1)" in out
 
 

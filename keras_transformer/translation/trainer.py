@@ -462,8 +462,6 @@ def train(
         source_vocabulary_size=source_tokenizer.vocabulary_size(),
         target_vocabulary_size=target_tokenizer.vocabulary_size(),
     )
-    write_run_config(run_dir, config, direction)
-    write_test_split(run_dir, splits["test"])
 
     datasets = _datasets(splits, source_tokenizer, target_tokenizer, config)
     model = _build_model(config)
@@ -494,6 +492,8 @@ def train(
     elif init is not None:
         model.set_weights(init.model.get_weights())
         logging.info("Fine-tuning from %s.", init.path)
+    write_run_config(run_dir, config, direction)
+    write_test_split(run_dir, splits["test"])
     # A run that stopped early and stays stopped still writes its final model.
     stayed_stopped = "early_stopping" if last_epoch < config.epochs else None
 

@@ -37,7 +37,7 @@ Pair = tuple[str, str]
 # Why training stopped, as `training.json` names it, and how
 # `training_summary` says it.
 STOP_REASONS = {
-    "epochs": "finished its {epoch} epochs at step {step}",
+    "epochs": "ran to the end of epoch {epoch}, step {step}",
     "max_time": "stopped at the time limit at step {step}, in epoch {epoch}",
     "early_stopping": (
         "stopped early, validation BLEU no longer improving, at step {step}, in epoch {epoch}"
