@@ -98,6 +98,25 @@ def test_evaluate_reports_bleu_chrf_and_lowercased_bleu(run_dir, files, capsys):
     assert "BLEU signature: nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2." in out
 
 
+def test_train_workflow_options_reach_the_trainer(files, tmp_path, capsys):
+    directory, corpus, config = files
+    pairs = generate_pairs(num_pairs=40, seed=11)
+    held_out = tmp_path / "held_out.tsv"
+    held_out.write_text("".join(f"{en}\t{fr}\n" for fr, en in pairs), encoding="utf-8")
+    run_dir = tmp_path / "run"
+    code, out, err = run(
+        capsys, "train", "--output-dir", str(run_dir), "--data", str(corpus),
+        "--config", str(config), "--epochs", "2", "--validation-data", str(held_out),
+        "--test-data", str(held_out), "--batch-tokens", "160", "--validation-steps", "50",
+        "--validation-bleu-sentences", "10", "--early-stopping", "3", "--max-time", "0.0001",
+    )
+    assert code == 0, err
+    assert "Training stopped at the time limit at step 1, in epoch 1; model.keras is the " \
+        "best by validation BLEU: step 1 (epoch 1)" in out
+    assert "on 40 sentences" in out  # the --test-data set
+    assert json.loads((run_dir / "config.json").read_text())["batch_tokens"] == 160
+
+
 def test_translate_n_best_with_scores(run_dir, capsys):
     code, out, err = run(capsys, "translate", "--run-dir", str(run_dir), "--n-best", "2",
                          "--scores", "Je suis étudiant.", "Nous aimons les chiens.")
