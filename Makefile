@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 $(BIN)/keras-transformer: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,export,plot,convert]"
+	$(BIN)/python -m pip install --quiet -e ".[test,export,plot,convert,tensorboard]"
 	touch $@
 
 run: $(BIN)/keras-transformer

@@ -1,24 +1,40 @@
 """French -> English on Multi30k for a fixed CPU training budget, with a KerasHub anchor.
 
-Trains the recommended "small" recipe (`keras_transformer.translation.RECIPES`)
-on `../shared/data/multi30k` for `--budget-minutes` of wall-clock training,
-then reports sacrebleu BLEU (default 13a tokenization, cased and lowercased)
-and chrF on `test_2016_flickr`. In the same run, a model composed from KerasHub
-layers (`TokenAndPositionEmbedding`, `TransformerEncoder`, `TransformerDecoder`,
-a Dense output, as in the keras.io translation example) with the same sizes,
-data, optimizer and budget is the anchor to beat.
+"ours" trains the recommended "small" recipe (`keras_transformer.translation.RECIPES`)
+through the library's trainer, as `keras-transformer train` does:
+`translation.train` on `multi30k/train` with `--validation-data multi30k/val`,
+`--test-data multi30k/test_2016_flickr` and `--max-time` the budget, keeping
+the best checkpoint by validation BLEU. It then reports sacrebleu BLEU
+(default 13a tokenization, cased and lowercased) and chrF on
+`test_2016_flickr`, greedy and with beam search.
+
+The anchor, a model composed from KerasHub layers (`TokenAndPositionEmbedding`,
+`TransformerEncoder`, `TransformerDecoder`, a Dense output, as in the keras.io
+translation example), cannot go through the trainer, whose model builder and
+decoding need a `Seq2SeqTransformer`. Its own loop gets the same treatment:
+the same vocabularies (learned the same way), batches (`batch_size` or
+`batch_tokens`), optimizer, budget, validation sample and evaluation points
+(every `--validation-steps`, every epoch end and the budget's stop), and the
+model of the best validation BLEU is the one tested. One difference, in the
+anchor's favour: its greedy decoding reruns the whole prefix each step (no
+cache), several times slower than ours, so its validation time is left out
+of its budget, while ours counts as `--max-time` does (from the first step,
+validation included). It therefore trains a few more steps.
 
     python benchmarks/multi30k.py                       # both models, 25 minutes each
     python benchmarks/multi30k.py --models ours --budget-minutes 5
     python benchmarks/multi30k.py --models ours --set tokenizer=sentencepiece
+    python benchmarks/multi30k.py --budget-minutes 1 --validation-steps 40 \
+        --validation-bleu-sentences 100 --test-sentences 100   # a quick check
 
-The budget counts training steps only (vocabulary learning and decoding are
-timed separately). Results depend on the machine's load: the script prints it.
+Vocabulary learning and test decoding are outside the budget and timed
+separately. Results depend on the machine's load: the script prints it.
 """
 
 import argparse
 import dataclasses
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +45,7 @@ import sacrebleu
 import tensorflow as tf
 
 import keras_transformer as kt
+from keras_transformer import translation
 from keras_transformer.data import (
     END_ID,
     START_ID,
@@ -36,21 +53,24 @@ from keras_transformer.data import (
     detokenize,
     make_dataset,
     make_tokenizer,
-    padding_fraction,
     read_parallel,
+    token_counts,
     train_vocabulary,
 )
 from keras_transformer.translation.config import RECIPES
+from keras_transformer.translation.validation import moving_average_weights, validation_sample
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "multi30k"
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Stops `fit` after the first batch that ends past the budget."""
+    """Stops `fit` after the first batch that ends past the budget (as the
+    trainer's `max_time`), not counting the seconds `excluded()` returns."""
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, excluded):
         super().__init__()
         self.seconds = seconds
+        self.excluded = excluded
         self.steps = 0
 
     def on_train_begin(self, logs=None):
@@ -58,8 +78,50 @@ class TimeBudget(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.steps += 1
-        if time.perf_counter() - self.started > self.seconds:
+        if time.perf_counter() - self.started - self.excluded() > self.seconds:
             self.model.stop_training = True
+
+
+class BestByValidationBleu(keras.callbacks.Callback):
+    """The anchor's validation, as the trainer's: greedy BLEU on the validation
+    sample every `every_steps` steps, at every epoch end and at the budget's
+    stop (the moving-average weights, if any); the best weights (ties: the
+    later) are put back at the end. `seconds` is the time it took."""
+
+    def __init__(self, decode, pairs, every_steps):
+        super().__init__()
+        self.decode = decode
+        self.sources = [source for source, _ in pairs]
+        self.references = [reference for _, reference in pairs]
+        self.every_steps = every_steps
+        self.evaluations = []  # (step, bleu)
+        self.best_weights = None
+        self.seconds = 0.0
+
+    def _step(self):
+        return int(self.model.optimizer.iterations.numpy())
+
+    def evaluate(self):
+        started = time.perf_counter()
+        with moving_average_weights(self.model):
+            bleu = sacrebleu.corpus_bleu(self.decode(self.sources), [self.references]).score
+            if not self.evaluations or bleu >= max(score for _, score in self.evaluations):
+                self.best_weights = self.model.get_weights()
+        self.evaluations.append((self._step(), bleu))
+        self.seconds += time.perf_counter() - started
+        print(f"  validation BLEU {bleu:.2f} at step {self._step()}")
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.every_steps and self._step() % self.every_steps == 0:
+            self.evaluate()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.evaluations or self.evaluations[-1][0] != self._step():
+            self.evaluate()
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
 
 
 def keras_hub_model(source_vocabulary_size, target_vocabulary_size, config):
@@ -130,6 +192,95 @@ def scores(hypotheses, references):
     }
 
 
+def parse_config(recipe: str, assignments: list[str]):
+    config = RECIPES[recipe]
+    for assignment in assignments:
+        key, _, value = assignment.partition("=")
+        field_type = type(getattr(config, key))
+        if field_type is bool:
+            parsed = {"true": True, "false": False}.get(value.lower())
+            if parsed is None:
+                raise SystemExit(f"--set {key}: expected true or false, received {value!r}")
+        elif key == "batch_tokens":
+            parsed = int(value)
+        else:
+            parsed = field_type(value)
+        try:
+            config = dataclasses.replace(config, **{key: parsed})
+        except ValueError as error:  # the config's own check, e.g. an unknown tokenizer
+            raise SystemExit(f"--set {key}: {error}") from None
+    return config
+
+
+def train_ours(args, config, output_dir):
+    """Trains through `translation.train`, as `keras-transformer train`; returns
+    the `Translator` of the final model (the best by validation BLEU) and the
+    trainer's closing line."""
+    translator = translation.train(
+        config,
+        output_dir,
+        args.data / "train",
+        "fr-en",
+        epochs=10_000,  # the budget ends training
+        validation_data=args.data / "val",
+        test_data=args.data / "test_2016_flickr",
+        validation_steps=args.validation_steps,
+        validation_bleu_sentences=args.validation_bleu_sentences,
+        max_time=args.budget_minutes,
+        verbose=2,
+    )
+    return translator, translation.training_summary(output_dir)
+
+
+def train_anchor(args, config, vocabularies, train, validation):
+    """The KerasHub model in its own loop, with the trainer's data, budget and selection."""
+    source_vocabulary, target_vocabulary = vocabularies
+    source = make_tokenizer(config.tokenizer, source_vocabulary, config.lowercase)
+    target = make_tokenizer(config.tokenizer, target_vocabulary, config.lowercase)
+    batching = (
+        {"batch_tokens": config.batch_tokens} if config.batch_tokens
+        else {"batch_size": config.batch_size}
+    )
+    dataset = make_dataset(
+        train, source, target, **batching, max_sequence_length=config.max_sequence_length,
+        shuffle=True, seed=config.seed,
+    )
+    counts = token_counts(dataset)
+    print(f"padding fraction of the train batches: {counts['padding'] / counts['positions']:.1%}")
+    model = keras_hub_model(source.vocabulary_size(), target.vocabulary_size(), config)
+    model.compile(
+        optimizer=kt.training.transformer_adam(**config.optimizer_kwargs()),
+        loss=kt.training.MaskedSparseCategoricalCrossentropy(config.label_smoothing),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        # As the trainer: no XLA, which would compile again for every
+        # bucketed (S, T) shape (~20 s each on a CPU core).
+        jit_compile=False,
+    )
+    max_length = config.max_sequence_length
+
+    def decode(sources):
+        return translate(
+            lambda ids: greedy_recompute(model, ids, max_length), target, source, sources,
+            max_length,
+        )
+
+    sample = validation_sample(validation, args.validation_bleu_sentences, config.seed)
+    selection = BestByValidationBleu(decode, sample, args.validation_steps)
+    budget = TimeBudget(args.budget_minutes * 60, lambda: selection.seconds)
+    print(f"{model.count_params():,} parameters")
+    model.fit(
+        dataset.repeat(), epochs=10_000, steps_per_epoch=counts["batches"],
+        callbacks=[budget, selection], verbose=2,
+    )
+    best = max(selection.evaluations, key=lambda item: item[1], default=None)
+    summary = (
+        f"{budget.steps} steps ({budget.steps / counts['batches']:.2f} epochs), "
+        f"{len(selection.evaluations)} validations in {selection.seconds:.0f} s (outside "
+        f"its budget); best validation BLEU {best[1]:.2f} at step {best[0]}"
+    )
+    return model, summary, source, target
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -138,102 +289,63 @@ def main() -> None:
     parser.add_argument("--recipe", default="small")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
-        help="override a recipe field, e.g. --set warmup_steps=1000 or "
-        f"--set tokenizer=sentencepiece (one of {TOKENIZERS}; for experiments)",
+        help="override a recipe field, e.g. --set warmup_steps=1000, --set batch_tokens=2000 "
+        f"or --set tokenizer=sentencepiece (one of {TOKENIZERS}; for experiments)",
     )
+    parser.add_argument("--validation-steps", type=int, default=300,
+                        help="validation BLEU every N steps too (default 300)")
+    parser.add_argument("--validation-bleu-sentences", type=int, default=500)
+    parser.add_argument("--test-sentences", type=int, help="score only the first N test pairs")
+    parser.add_argument("--output-dir", type=Path, help="ours' run directory (default: a new "
+                        "temporary directory)")
     args = parser.parse_args()
 
-    config = RECIPES[args.recipe]
-    for assignment in args.set:
-        key, _, value = assignment.partition("=")
-        field_type = type(getattr(config, key))
-        if field_type is bool:
-            parsed = {"true": True, "false": False}.get(value.lower())
-            if parsed is None:
-                raise SystemExit(f"--set {key}: expected true or false, received {value!r}")
-        else:
-            parsed = field_type(value)
-        try:
-            config = dataclasses.replace(config, **{key: parsed})
-        except ValueError as error:  # the config's own check, e.g. an unknown tokenizer
-            raise SystemExit(f"--set {key}: {error}") from None
-    keras.utils.set_random_seed(config.seed)
+    config = parse_config(args.recipe, args.set)
     train = read_parallel(args.data / "train.fr", args.data / "train.en")
+    validation = read_parallel(args.data / "val.fr", args.data / "val.en")
     test = read_parallel(args.data / "test_2016_flickr.fr", args.data / "test_2016_flickr.en")
+    test = test[: args.test_sentences]
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(f"recipe {args.recipe}: {config}")
-
-    started = time.perf_counter()
-    source_vocabulary = train_vocabulary(
-        config.tokenizer, [source for source, _ in train], config.source_vocabulary_size,
-        config.lowercase,
-    )
-    target_vocabulary = train_vocabulary(
-        config.tokenizer, [target for _, target in train], config.target_vocabulary_size,
-        config.lowercase,
-    )
-    source_tokenizer = make_tokenizer(config.tokenizer, source_vocabulary, config.lowercase)
-    target_tokenizer = make_tokenizer(config.tokenizer, target_vocabulary, config.lowercase)
-    source_size = source_tokenizer.vocabulary_size()
-    target_size = target_tokenizer.vocabulary_size()
-    print(
-        f"{config.tokenizer} vocabularies: {source_size} fr, {target_size} en "
-        f"in {time.perf_counter() - started:.0f} s"
-    )
-
-    def train_dataset():
-        # Built after each reseeding: `set_random_seed` frees the graph
-        # resource of a SentencePiece tokenizer built before it.
-        source = make_tokenizer(config.tokenizer, source_vocabulary, config.lowercase)
-        target = make_tokenizer(config.tokenizer, target_vocabulary, config.lowercase)
-        return make_dataset(
-            train, source, target, batch_size=config.batch_size,
-            max_sequence_length=config.max_sequence_length, shuffle=True, seed=config.seed,
-        )
-
-    padding = padding_fraction(train_dataset())
-    print(f"padding fraction of the bucketed train batches: {padding:.1%}")
-
     sources = [source for source, _ in test]
     references = [target for _, target in test]
-    results = {}
-    for name in args.models.split(","):
-        keras.utils.set_random_seed(config.seed)
-        dataset = train_dataset().repeat()
-        if name == "ours":
-            model = kt.build_seq2seq_transformer(source_size, target_size, **config.model_kwargs())
-        elif name == "keras_hub":
-            model = keras_hub_model(source_size, target_size, config)
-        else:
-            raise SystemExit(f"--models: unknown model {name!r}; expected ours or keras_hub")
-        model.compile(
-            optimizer=kt.training.transformer_adam(**config.optimizer_kwargs()),
-            loss=kt.training.MaskedSparseCategoricalCrossentropy(config.label_smoothing),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-            # As the trainer: no XLA, which would compile again for every
-            # bucketed (S, T) shape (~20 s each on a CPU core).
-            jit_compile=False,
-        )
-        budget = TimeBudget(args.budget_minutes * 60)
-        steps_per_epoch = len(train) // config.batch_size
-        print(f"\n== {name}: {model.count_params():,} parameters, {args.budget_minutes} min budget")
-        model.fit(
-            dataset, epochs=10_000, steps_per_epoch=steps_per_epoch, callbacks=[budget], verbose=2
-        )
-        trained = time.perf_counter() - budget.started
-        print(f"{name}: {budget.steps} steps ({budget.steps / steps_per_epoch:.2f} epochs) in {trained:.0f} s")
+    max_length = config.max_sequence_length
+    results, summaries = {}, {}
 
-        max_length = config.max_sequence_length
-        search = {"start_token_id": START_ID, "end_token_id": END_ID, "max_length": max_length}
+    for name in args.models.split(","):
+        if name not in ("ours", "keras_hub"):
+            raise SystemExit(f"--models: unknown model {name!r}; expected ours or keras_hub")
+        keras.utils.set_random_seed(config.seed)
+        print(f"\n== {name}: {args.budget_minutes} min budget")
+        started = time.perf_counter()
         decoders = {}
         if name == "ours":
+            output_dir = args.output_dir or Path(tempfile.mkdtemp(prefix="multi30k-ours-"))
+            translator, summaries[name] = train_ours(args, config, output_dir)
+            print(f"run directory {output_dir}")
+            model = translator.model
+            source_tokenizer = translator.source_tokenizer
+            target_tokenizer = translator.target_tokenizer
+            search = {"start_token_id": START_ID, "end_token_id": END_ID, "max_length": max_length}
             decoders["greedy"] = lambda ids: model.generate(ids, **search)[0]
             decoders[f"beam {config.beam_size}"] = lambda ids: model.generate(
                 ids, strategy="beam", beam_size=config.beam_size,
                 length_penalty=config.length_penalty, **search,
             )[0]
         else:
+            vocabularies = [
+                train_vocabulary(
+                    config.tokenizer, [pair[side] for pair in train], size, config.lowercase
+                )
+                for side, size in (
+                    (0, config.source_vocabulary_size), (1, config.target_vocabulary_size)
+                )
+            ]
+            model, summaries[name], source_tokenizer, target_tokenizer = train_anchor(
+                args, config, vocabularies, train, validation
+            )
             decoders["greedy"] = lambda ids: greedy_recompute(model, ids, max_length)
+        print(f"{name}: {summaries[name]} ({time.perf_counter() - started:.0f} s in all)")
         for decoding, decode in decoders.items():
             started = time.perf_counter()
             hypotheses = translate(decode, target_tokenizer, source_tokenizer, sources, max_length)
@@ -243,8 +355,11 @@ def main() -> None:
             for source, hypothesis in list(zip(sources, hypotheses))[:3]:
                 print(f"  {source}\n  -> {hypothesis}")
 
-    print(f"\nMulti30k fr->en test_2016_flickr, {args.budget_minutes:g} min training budget "
-          f"per model, load average {os.getloadavg()[0]:.2f}")
+    print(f"\nMulti30k fr->en test_2016_flickr ({len(test)} sentences), "
+          f"{args.budget_minutes:g} min training budget per model, "
+          f"load average {os.getloadavg()[0]:.2f}")
+    for name, summary in summaries.items():
+        print(f"{name}: {summary}")
     print(f"{'model, decoding':<24} {'BLEU':>6} {'BLEU lc':>8} {'chrF':>6}")
     for name, values in results.items():
         print(f"{name:<24} {values['BLEU']:6.1f} {values['BLEU lowercased']:8.1f} {values['chrF']:6.1f}")

@@ -1,5 +1,5 @@
 """The `keras-transformer` command line: train, translate, evaluate, attention,
-export, import-marian.
+export, average, import-marian.
 
     keras-transformer train --output-dir runs/embedded
     keras-transformer translate --run-dir runs/embedded "Je suis étudiant."
@@ -7,6 +7,7 @@ export, import-marian.
     keras-transformer attention --run-dir runs/embedded "Je suis étudiant." --output a.png
     keras-transformer export --run-dir runs/embedded --format tflite --output model.tflite
     keras-transformer import-marian opus-mt-fr-en --output-dir runs/opus-fr-en
+    keras-transformer average --run-dir runs/multi30k --last 5
 
 User mistakes (a missing run directory, a malformed data file, an unknown
 config key, a missing pip extra) print one line naming what was received and
@@ -34,6 +35,7 @@ def _print_evaluation(evaluation, title: str) -> None:
     print(f"BLEU = {evaluation.bleu:.2f}")
     print(f"BLEU (lowercased) = {evaluation.bleu_lowercase:.2f}")
     print(f"chrF = {evaluation.chrf:.2f}")
+    print(f"BLEU signature: {evaluation.signature}")
 
 
 def _print_backend(args: argparse.Namespace, translator, num_sentences: int) -> None:
@@ -45,15 +47,32 @@ def _print_backend(args: argparse.Namespace, translator, num_sentences: int) -> 
 
 def run_train(args: argparse.Namespace) -> None:
     from keras_transformer.data import PAPER_EXAMPLE
-    from keras_transformer.translation import evaluate, train
+    from keras_transformer.translation import evaluate, train, training_summary
 
-    config = args.config or ("tiny" if args.data is None else "small")
-    translator = train(config, args.output_dir, args.data, args.direction, args.epochs)
+    config = args.config
+    if config is None and args.init_from is None:
+        config = "tiny" if args.data is None else "small"
+    translator = train(
+        config,
+        args.output_dir,
+        args.data,
+        args.direction,
+        args.epochs,
+        batch_tokens=args.batch_tokens,
+        validation_data=args.validation_data,
+        test_data=args.test_data,
+        init_from=args.init_from,
+        validation_steps=args.validation_steps,
+        validation_bleu_sentences=args.validation_bleu_sentences,
+        early_stopping=args.early_stopping,
+        max_time=args.max_time,
+    )
+    print(training_summary(args.output_dir))
     evaluation = evaluate(translator)
     _print_evaluation(evaluation, "Test split")
     print("Translations:")
     samples = list(zip(evaluation.sources, evaluation.references, evaluation.hypotheses))
-    if args.data is None and args.direction == "fr-en":
+    if args.data is None and translator.direction == "fr-en":
         samples.insert(0, (*PAPER_EXAMPLE, translator.translate([PAPER_EXAMPLE[0]])[0]))
     for source, reference, hypothesis in samples[:SAMPLE_TRANSLATIONS]:
         print(f"  {source} -> {hypothesis}    [reference: {reference}]")
@@ -65,9 +84,16 @@ def run_translate(args: argparse.Namespace) -> None:
 
     translator = Translator.from_run_dir(args.run_dir, backend=args.backend)
     texts = args.text if args.text else sys.stdin.read().splitlines()
-    _print_backend(args, translator, len(texts))
-    for translation in translator.translate(texts, beam_size=args.beam_size):
-        print(translation)
+    if args.n_best is None and not args.scores:
+        _print_backend(args, translator, len(texts))
+        for translation in translator.translate(texts, beam_size=args.beam_size):
+            print(translation)
+        return
+    n_best = translator.translate_n_best(texts, args.n_best or 1, beam_size=args.beam_size)
+    for index, hypotheses in enumerate(n_best):
+        for translation, score in hypotheses:
+            fields = [str(index), f"{score:.4f}"] if args.scores else [str(index)]
+            print("\t".join([*fields, translation]))
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
@@ -127,6 +153,25 @@ def run_import_marian(args: argparse.Namespace) -> None:
     print(f"Wrote {written}")
 
 
+def run_average(args: argparse.Namespace) -> None:
+    from keras_transformer.translation import average_run, evaluate
+
+    translator, checkpoints, output = average_run(args.run_dir, args.last, args.output)
+    names = ", ".join(path.name for path in checkpoints)
+    print(f"Wrote {output}: the mean of {len(checkpoints)} checkpoints ({names})")
+    _print_evaluation(evaluate(translator, beam_size=args.beam_size), "Test split")
+
+
+def positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, received {text!r}")
+    return value
+
+
 def positive_int(text: str) -> int:
     value = int(text) if text.lstrip("-").isdigit() else None
     if value is None or value < 1:
@@ -177,16 +222,49 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         run_train,
         help="train a model into a run directory",
-        description="Train a translation model into RUN_DIR, then print BLEU on its "
+        description="Train a translation model into RUN_DIR, keeping the best "
+        "checkpoint by validation BLEU as RUN_DIR/model.keras, then print BLEU on its "
         "test split and a few translations. Re-run the same command to resume "
-        "after an interruption.",
+        "after an interruption or a --max-time stop; with a larger --epochs, to "
+        "continue a finished run.",
     )
     command.add_argument("--data", metavar="PATH", help=(
         "a tab-separated Tatoeba/Anki file (English<TAB>other) or the prefix of "
         "line-aligned files (PATH.fr, PATH.en); default: the embedded generated corpus"
     ))
-    command.add_argument("--direction", default="fr-en", help="source-target (default fr-en)")
-    command.add_argument("--epochs", type=positive_int, help="override the config's epochs")
+    command.add_argument("--validation-data", metavar="PATH", help=(
+        "the validation set, in the formats of --data (default: 10%% of --data)"
+    ))
+    command.add_argument("--test-data", metavar="PATH", help=(
+        "the test set, in the formats of --data (default: 10%% of --data)"
+    ))
+    command.add_argument("--direction", help="source-target (default fr-en, or that of "
+                         "--init-from)")
+    command.add_argument("--epochs", type=positive_int, help=(
+        "override the config's epochs; on a finished run, more epochs continue it"
+    ))
+    command.add_argument("--batch-tokens", type=positive_int, metavar="N", help=(
+        "batches of about N tokens (padded max(source, target) length times sentences, "
+        "as fairseq's --max-tokens) instead of the config's batch_size sentences"
+    ))
+    command.add_argument("--validation-steps", type=positive_int, metavar="N", help=(
+        "validation BLEU every N steps too (always at epoch ends)"
+    ))
+    command.add_argument(
+        "--validation-bleu-sentences", type=positive_int, metavar="N", default=500,
+        help="validation sentences decoded for BLEU, a seeded sample (default 500)",
+    )
+    command.add_argument("--early-stopping", type=positive_int, metavar="PATIENCE", help=(
+        "stop after PATIENCE validation BLEU evaluations without improvement"
+    ))
+    command.add_argument("--max-time", type=positive_number, metavar="MINUTES", help=(
+        "stop after this much training time (after the current step, backed up; re-run "
+        "to go on)"
+    ))
+    command.add_argument("--init-from", metavar="RUN_DIR", help=(
+        "fine-tune: start from this finished run's weights and vocabularies (same model "
+        "sizes and tokenizer; its config unless --config is given)"
+    ))
     command.add_argument(
         "--config",
         metavar="tiny|small|base|FILE.json",
@@ -203,6 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command.add_argument("--beam-size", type=positive_int, help="1 = greedy (default: config)")
     add_backend_argument(command)
+    command.add_argument("--n-best", type=positive_int, metavar="K", help=(
+        "print the K best translations of each sentence (K <= beam size) as "
+        "INDEX<TAB>[SCORE<TAB>]TRANSLATION lines, best first"
+    ))
+    command.add_argument("--scores", action="store_true", help=(
+        "print each translation's beam score (log-probability / GNMT length penalty)"
+    ))
     command.add_argument("text", nargs="*", metavar="TEXT")
 
     command = add_command(
@@ -281,6 +366,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="longest source and translation in tokens (default: max_position_embeddings)",
     )
     command.add_argument("--overwrite", action="store_true", help="replace an existing RUN_DIR")
+
+    command = add_command(
+        "average",
+        run_average,
+        help="average the last epoch checkpoints",
+        description="Average the weights of RUN_DIR's last K epoch checkpoints (as "
+        "fairseq's average_checkpoints), write the model, and print its BLEU on the "
+        "run's test split.",
+    )
+    command.add_argument("--last", type=positive_int, required=True, metavar="K")
+    command.add_argument("--output", metavar="PATH.keras", help=(
+        "default RUN_DIR/averaged.keras; RUN_DIR/model.keras makes it the run's model"
+    ))
+    command.add_argument("--beam-size", type=positive_int)
     return parser
 
 

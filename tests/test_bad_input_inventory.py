@@ -798,6 +798,50 @@ INVENTORY = [
         id="cli.train/empty-corpus",
     ),
     pytest.param(
+        lambda c: ["train", "--output-dir", c.tmp / "out", "--config", "tiny",
+                   "--data", c.file("corpus.tsv", "I am.\tJe suis.\n"),
+                   "--validation-data", c.tmp / "missing"],
+        CLI, r"train: error: validation_data \(--validation-data\): No corpus found at "
+        r".*missing: looked for",
+        id="cli.train/missing-validation-data",
+    ),
+    pytest.param(
+        lambda c: ["train", "--output-dir", c.tmp / "out", "--config", "tiny",
+                   "--data", c.file("corpus.tsv", "I am.\tJe suis.\n"),
+                   "--validation-data", c.file("empty.tsv", "")],
+        CLI, r"train: error: validation_data \(--validation-data\): .*empty\.tsv: the file "
+        r"is empty; expected sentence pairs",
+        id="cli.train/empty-validation-file",
+    ),
+    pytest.param(
+        lambda c: ["train", "--output-dir", c.tmp / "out", "--config", "tiny",
+                   "--batch-tokens", "16"],
+        CLI, r"train: error: `batch_tokens` must hold at least one example of "
+        r"`max_sequence_length` \(32\) tokens\. Received: batch_tokens=16",
+        id="cli.train/batch-tokens-below-max_sequence_length",
+    ),
+    pytest.param(
+        lambda c: ["train", "--output-dir", c.tmp / "out", "--config", "tiny",
+                   "--init-from", c.run()],
+        CLI, r"train: error: --init-from .*run: fine-tuning needs the model sizes and "
+        r"tokenizer of that run; received num_layers=1 there, 2 here; hidden_dim=8 there, "
+        r"128 here",
+        id="cli.train/init-from-a-run-of-other-model-sizes",
+    ),
+    pytest.param(
+        lambda c: ["translate", "--run-dir", c.run(), "--n-best", "3", "--beam-size", "2",
+                   "je suis"],
+        CLI, r"translate: error: `n_best` must be at most the beam size, as the search "
+        r"keeps 2 hypotheses\. Received n_best=3",
+        id="cli.translate/n-best-above-the-beam-size",
+    ),
+    pytest.param(
+        lambda c: ["average", "--run-dir", c.run(), "--last", "2"],
+        CLI, r"average: error: .*checkpoints holds 0 epoch checkpoint\(s\); averaging the "
+        r"last 2 needs at least 2",
+        id="cli.average/fewer-checkpoints-than-last",
+    ),
+    pytest.param(
         lambda c: ["evaluate", "--run-dir", c.run(), "--data", c.tmp / "missing"],
         CLI, r"evaluate: error: No corpus found at .*missing: looked for",
         id="cli.evaluate/no-corpus-at-data-path",

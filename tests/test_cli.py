@@ -65,6 +65,8 @@ def test_train_prints_scores_and_translations(trained):
     assert "Test split: " in out and "on 30 sentences" in out
     assert out.count(" -> ") == 5
     assert (run_dir / "model.keras").is_file()
+    assert "Training ran to the end of epoch 1, step 10; model.keras is the best by " \
+        "validation BLEU: step 10 (epoch 1)" in out
 
 
 def test_translate_arguments_and_stdin(run_dir, capsys, monkeypatch):
@@ -93,6 +95,48 @@ def test_evaluate_reports_bleu_chrf_and_lowercased_bleu(run_dir, files, capsys):
                          "--beam-size", "1")
     assert code == 0, err
     assert "on 300 sentences" in out
+    assert "BLEU signature: nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2." in out
+
+
+def test_train_workflow_options_reach_the_trainer(files, tmp_path, capsys):
+    directory, corpus, config = files
+    pairs = generate_pairs(num_pairs=40, seed=11)
+    held_out = tmp_path / "held_out.tsv"
+    held_out.write_text("".join(f"{en}\t{fr}\n" for fr, en in pairs), encoding="utf-8")
+    run_dir = tmp_path / "run"
+    code, out, err = run(
+        capsys, "train", "--output-dir", str(run_dir), "--data", str(corpus),
+        "--config", str(config), "--epochs", "2", "--validation-data", str(held_out),
+        "--test-data", str(held_out), "--batch-tokens", "160", "--validation-steps", "50",
+        "--validation-bleu-sentences", "10", "--early-stopping", "3", "--max-time", "0.0001",
+    )
+    assert code == 0, err
+    assert "Training stopped at the time limit at step 1, in epoch 1; model.keras is the " \
+        "best by validation BLEU: step 1 (epoch 1)" in out
+    assert "on 40 sentences" in out  # the --test-data set
+    assert json.loads((run_dir / "config.json").read_text())["batch_tokens"] == 160
+
+
+def test_translate_n_best_with_scores(run_dir, capsys):
+    code, out, err = run(capsys, "translate", "--run-dir", str(run_dir), "--n-best", "2",
+                         "--scores", "Je suis étudiant.", "Nous aimons les chiens.")
+    assert code == 0, err
+    rows = [line.split("\t") for line in out.splitlines()]
+    assert [row[0] for row in rows] == ["0", "0", "1", "1"]
+    assert all(len(row) == 3 for row in rows)
+    assert float(rows[0][1]) >= float(rows[1][1]) and float(rows[2][1]) >= float(rows[3][1])
+    _, best, _ = run(capsys, "translate", "--run-dir", str(run_dir), "Je suis étudiant.")
+    assert rows[0][2] == best.strip()
+
+
+def test_average_writes_the_mean_model_and_scores_it(run_dir, tmp_path, capsys):
+    output = tmp_path / "averaged.keras"
+    code, out, err = run(capsys, "average", "--run-dir", str(run_dir), "--last", "1",
+                         "--output", str(output), "--beam-size", "1")
+    assert code == 0, err
+    assert f"Wrote {output}: the mean of 1 checkpoints (epoch_001.keras)" in out
+    assert "Test split: BLEU" in out and "BLEU signature: " in out
+    assert output.is_file()
 
 
 @pytest.mark.parametrize("average", [False, True])

@@ -5,8 +5,11 @@ from keras_transformer.data.generator import PAPER_EXAMPLE, default_splits, gene
 from keras_transformer.data.pipeline import (
     DECODER_INPUT,
     ENCODER_INPUT,
+    check_batch_tokens,
     make_dataset,
     padding_fraction,
+    token_batch_sizes,
+    token_counts,
 )
 from keras_transformer.data.readers import (
     DataError,
@@ -57,6 +60,7 @@ __all__ = [
     "UNK_ID",
     "build_sentencepiece_tokenizer",
     "build_tokenizer",
+    "check_batch_tokens",
     "check_tokenizer",
     "default_splits",
     "detokenize",
@@ -76,6 +80,8 @@ __all__ = [
     "save_vocabulary",
     "save_vocabulary_file",
     "split_pairs",
+    "token_batch_sizes",
+    "token_counts",
     "train_sentencepiece_model",
     "train_vocabulary",
     "train_wordpiece_vocabulary",

@@ -31,7 +31,8 @@ def make_dataset(
     source_tokenizer: keras_hub.tokenizers.Tokenizer,
     target_tokenizer: keras_hub.tokenizers.Tokenizer,
     *,
-    batch_size: int,
+    batch_size: int | None = None,
+    batch_tokens: int | None = None,
     max_sequence_length: int,
     shuffle: bool = False,
     seed: int | None = None,
@@ -54,7 +55,13 @@ def make_dataset(
             `build_tokenizer`.
         target_tokenizer: tokenizer of the target language.
         batch_size: examples per batch (the last batches of each bucket may be
-            smaller).
+            smaller). Give exactly one of `batch_size` and `batch_tokens`.
+        batch_tokens: batch by token count instead, like fairseq's
+            `--max-tokens`: each bucket's batches hold as many examples as
+            fit `B * max(S, T) <= batch_tokens` for the longest example the
+            bucket can hold (padding included, so short sentences come in
+            large batches and long ones in small). Needs bucketing and
+            `batch_tokens >= max_sequence_length`.
         max_sequence_length: the longest S and T, reserved tokens included.
         shuffle: reshuffle the examples every epoch, before bucketing.
         seed: seed of the shuffle, for reproducible orders.
@@ -86,8 +93,15 @@ def make_dataset(
     """
     if not pairs:
         raise ValueError("`pairs` must hold at least one sentence pair. Received 0 pairs.")
-    for name, value in (("batch_size", batch_size), ("max_sequence_length", max_sequence_length)):
-        check_positive_int(name, value)
+    check_positive_int("max_sequence_length", max_sequence_length)
+    if (batch_size is None) == (batch_tokens is None):
+        raise ValueError(
+            "Give exactly one of `batch_size` (sentences per batch) and `batch_tokens` "
+            f"(tokens per batch). Received batch_size={batch_size}, batch_tokens={batch_tokens}."
+        )
+    if batch_size is not None:
+        check_positive_int("batch_size", batch_size)
+    check_batch_tokens(batch_tokens, max_sequence_length)
     check_pairs(pairs)
     tokenizers = {"source_tokenizer": source_tokenizer, "target_tokenizer": target_tokenizer}
     for name, tokenizer in tokenizers.items():
@@ -103,6 +117,11 @@ def make_dataset(
         raise ValueError(
             "`bucket_boundaries` must be strictly increasing positive lengths. "
             f"Received: {bucket_boundaries}"
+        )
+    if batch_tokens is not None and not bucket_boundaries:
+        raise ValueError(
+            "`batch_tokens` batches each length bucket by its longest example, so it needs "
+            "bucketing. Received bucket_boundaries=[]; pass None or boundaries."
         )
 
     def tokenize_and_pack(source, target):  # scalar strings
@@ -123,15 +142,83 @@ def make_dataset(
     if shuffle:
         dataset = dataset.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True)
     if bucket_boundaries:
+        if batch_tokens is None:
+            bucket_batch_sizes = [batch_size] * (len(bucket_boundaries) + 1)
+        else:
+            bucket_batch_sizes = token_batch_sizes(
+                bucket_boundaries, batch_tokens, max_sequence_length
+            )
         dataset = dataset.bucket_by_sequence_length(
-            _example_length,
-            bucket_boundaries,
-            [batch_size] * (len(bucket_boundaries) + 1),
-            padding_values=PAD_ID,
+            _example_length, bucket_boundaries, bucket_batch_sizes, padding_values=PAD_ID
         )
     else:
         dataset = dataset.padded_batch(batch_size, padding_values=PAD_ID)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def check_batch_tokens(batch_tokens: int | None, max_sequence_length: int) -> None:
+    """Raises ValueError unless `batch_tokens` is None or a positive integer
+    that holds one example of `max_sequence_length` tokens."""
+    check_positive_int("batch_tokens", batch_tokens, none_means="batches of sentences")
+    if batch_tokens is not None and batch_tokens < max_sequence_length:
+        raise ValueError(
+            f"`batch_tokens` must hold at least one example of `max_sequence_length` "
+            f"({max_sequence_length}) tokens. Received: batch_tokens={batch_tokens}"
+        )
+
+
+def token_batch_sizes(
+    bucket_boundaries: list[int], batch_tokens: int, max_sequence_length: int
+) -> list[int]:
+    """The batch size of each length bucket for batches of `batch_tokens`
+    tokens: bucket i holds examples of `max(S, T)` below `bucket_boundaries[i]`
+    (the last one up to `max_sequence_length`), and its batches B examples
+    with `B * longest <= batch_tokens`.
+
+    Example:
+    >>> token_batch_sizes([4, 8], batch_tokens=64, max_sequence_length=16)
+    [21, 9, 4]
+    """
+    longest = [boundary - 1 for boundary in bucket_boundaries] + [max_sequence_length]
+    return [max(1, batch_tokens // length) for length in longest]
+
+
+def token_counts(dataset: tf.data.Dataset) -> dict[str, int]:
+    """Batches and token positions of one pass over a dataset, in one read.
+
+    Args:
+        dataset: batches from `make_dataset`.
+
+    Returns:
+        `{"batches", "positions", "padding", "target_tokens"}`: the batch
+        count, the encoder and decoder positions, those that are padding,
+        and the non-padding label tokens (what the loss is computed on).
+
+    Example:
+    >>> from keras_transformer.data.tokenizers import RESERVED_TOKENS, build_tokenizer
+    >>> tokenizer = build_tokenizer(RESERVED_TOKENS + ["a"])
+    >>> pairs = [("a", "a"), ("a a a", "a a a")]
+    >>> dataset = make_dataset(
+    ...     pairs, tokenizer, tokenizer, batch_size=2, max_sequence_length=8,
+    ...     bucket_boundaries=[],
+    ... )
+    >>> token_counts(dataset)
+    {'batches': 1, 'positions': 16, 'padding': 4, 'target_tokens': 6}
+    """
+
+    def add(counts, batch):
+        batches, positions, padding, target_tokens = counts
+        inputs, labels = batch
+        for token_ids in (inputs[ENCODER_INPUT], inputs[DECODER_INPUT]):  # (B, S), (B, T)
+            positions += tf.size(token_ids, out_type="int64")
+            padding += tf.math.count_nonzero(token_ids == PAD_ID)
+        target_tokens += tf.math.count_nonzero(labels != PAD_ID)
+        return batches + 1, positions, padding, target_tokens
+
+    zero = tf.constant(0, "int64")
+    totals = dataset.reduce((zero, zero, zero, zero), add)
+    names = ("batches", "positions", "padding", "target_tokens")
+    return {name: int(value) for name, value in zip(names, totals)}
 
 
 def padding_fraction(dataset: tf.data.Dataset, max_batches: int | None = None) -> float:

@@ -23,7 +23,6 @@ import contextlib
 import json
 import math
 import os
-import shutil
 import signal
 import threading
 from collections.abc import Iterator
@@ -60,13 +59,18 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     Args:
         path_pattern: a `.keras` path with an `{epoch}` field (1-based).
+        backup: the run's `TrainingBackup`, placed after this callback: an
+            epoch that a requested stop cut short is not saved.
     """
 
-    def __init__(self, path_pattern: str):
+    def __init__(self, path_pattern: str, backup: "TrainingBackup | None" = None):
         super().__init__()
         self.path_pattern = path_pattern
+        self.backup = backup
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.backup is not None and not self.backup.epoch_complete:
+            return
         if _is_healthy(self.model, logs):
             with atomic_file(self.path_pattern.format(epoch=epoch + 1)) as temporary:
                 self.model.save(temporary)
@@ -81,7 +85,12 @@ class TrainingBackup(keras.callbacks.Callback):
     then runs the rest of the resumed epoch, and this callback ends that
     epoch after its remaining steps. While `stop_on_signals` is active, a
     signal makes it back up after the current step and raise
-    `TrainingInterrupted`.
+    `TrainingInterrupted`. A callback placed before this one can call
+    `request_stop` (a time limit, early stopping): this one then backs up
+    after the current step and stops `fit` without counting the partial
+    epoch as done; the callbacks before it read `epoch_complete` in
+    `on_epoch_end` to skip a partial epoch. The backup stays after training
+    ends, so that a finished run can be continued with more epochs.
 
     Args:
         directory: the backup directory, which this callback owns.
@@ -91,6 +100,8 @@ class TrainingBackup(keras.callbacks.Callback):
     Attributes:
         epoch, step: the position of the next step: `step` steps of the
             0-based epoch `epoch` are done.
+        stop_reason: why `request_stop` stopped training ("max_time",
+            "early_stopping"), or None; restored with the backup.
     """
 
     def __init__(self, directory: str | os.PathLike, steps_per_epoch: int, every_steps: int):
@@ -101,7 +112,19 @@ class TrainingBackup(keras.callbacks.Callback):
         self.epoch = self.step = 0
         self.saved = None  # the (epoch, step) of the last backup
         self.stop_signal = None  # the name of the signal that asked to stop
+        self.stop_reason = None
         self._ends_epoch_early = False
+
+    @property
+    def epoch_complete(self) -> bool:
+        """Whether every step of the current epoch is done; callbacks before
+        this one read it in `on_epoch_end`, which also follows a stop."""
+        return self.step == self.steps_per_epoch
+
+    def request_stop(self, reason: str) -> None:
+        """Backs up after the current step and stops `fit`; `reason` is kept
+        in the backup (call it from a callback placed before this one)."""
+        self.stop_reason = reason
 
     def restore(self, model: keras.Model) -> bool:
         """Loads the last backup into `model` and takes its position; False if none."""
@@ -117,6 +140,9 @@ class TrainingBackup(keras.callbacks.Callback):
         ):
             variable.assign(np.asarray(value, dtype=variable.dtype))
         self.epoch, self.step = self.saved = state["epoch"], state["step"]
+        if self.step == self.steps_per_epoch:  # backed up before its epoch's end
+            self.epoch, self.step = self.epoch + 1, 0
+        self.stop_reason = state.get("stop_reason")
         return True
 
     def save(self, logs: dict | None) -> None:
@@ -131,6 +157,7 @@ class TrainingBackup(keras.callbacks.Callback):
             "epoch": self.epoch,
             "step": self.step,
             "weights": name,
+            "stop_reason": self.stop_reason,
             "seed_generator_states": [
                 keras.ops.convert_to_numpy(variable).tolist()
                 for variable in _seed_generator_states(self.model)
@@ -142,23 +169,27 @@ class TrainingBackup(keras.callbacks.Callback):
                 path.unlink()
         self.saved = (self.epoch, self.step)
 
-    def delete(self) -> None:
-        shutil.rmtree(self.directory, ignore_errors=True)
+    def on_train_begin(self, logs=None):
+        self.stop_reason = None  # a restored reason says why the last run stopped
 
     def on_train_batch_end(self, batch, logs=None):
         self.step += 1
-        if self.step % self.every_steps == 0 or self.stop_signal:
+        if self.step % self.every_steps == 0 or self.stop_signal or self.stop_reason:
             self.save(logs)
         self._stop_if_signalled()
-        if self.step == self.steps_per_epoch and batch + 1 < self.steps_per_epoch:
+        if self.stop_reason:
+            self.model.stop_training = True
+        elif self.step == self.steps_per_epoch and batch + 1 < self.steps_per_epoch:
             # The resumed epoch is done; `on_epoch_end` lets `fit` go on.
             self.model.stop_training = self._ends_epoch_early = True
 
     def on_epoch_end(self, epoch, logs=None):
+        if not self.epoch_complete:  # stopped mid-epoch, backed up at its step
+            return
         self.epoch, self.step = epoch + 1, 0
         self.save(logs)
         if self._ends_epoch_early and math.isfinite((logs or {}).get("loss", 0.0)):
-            self.model.stop_training = False
+            self.model.stop_training = self.stop_reason is not None
         self._ends_epoch_early = False
         self._stop_if_signalled()
 

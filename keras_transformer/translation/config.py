@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from keras_transformer.checks import check_choice, check_number, check_positive_int, check_rate
-from keras_transformer.data import TOKENIZERS
+from keras_transformer.data import TOKENIZERS, check_batch_tokens
 from keras_transformer.data.tokenizers import check_vocabulary_size
 from keras_transformer.layers.sinusoidal_position_encoding import SINUSOIDAL_LAYOUTS
 
@@ -59,6 +59,10 @@ class TranslationConfig:
     lowercase: bool = False
     tokenizer: str = "wordpiece"
     batch_size: int = 64
+    # Batches by token count instead of `batch_size` sentences when set: about
+    # this many padded positions of max(S, T) per batch, like fairseq's
+    # --max-tokens (see `make_dataset`).
+    batch_tokens: int | None = None
     epochs: int = 10
     warmup_steps: int = 4000
     learning_rate_scale: float = 1.0
@@ -78,6 +82,7 @@ class TranslationConfig:
             check_positive_int(name, getattr(self, name))
         for name in ("source_vocabulary_size", "target_vocabulary_size"):
             check_vocabulary_size(name, getattr(self, name))
+        check_batch_tokens(self.batch_tokens, self.max_sequence_length)
         check_rate("dropout", self.dropout)
         check_rate("label_smoothing", self.label_smoothing)
         check_rate("ema_momentum", self.ema_momentum)

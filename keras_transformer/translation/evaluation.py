@@ -16,6 +16,9 @@ class Evaluation:
 
     `bleu` is cased sacrebleu BLEU (13a tokenization), `bleu_lowercase` the
     same with `lowercase=True`, `chrf` sacrebleu chrF; all in [0, 100].
+    `signature` is sacrebleu's signature of `bleu`, such as
+    "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0", which
+    says how to reproduce the score.
     """
 
     bleu: float
@@ -24,6 +27,7 @@ class Evaluation:
     sources: list[str]
     references: list[str]
     hypotheses: list[str]
+    signature: str
 
     def summary(self) -> str:
         return (
@@ -46,13 +50,15 @@ def score(sources: list[str], references: list[str], hypotheses: list[str]) -> E
             "`sources`, `references` and `hypotheses` must be non-empty and aligned "
             f"(one of each per sentence). Received lengths {lengths}."
         )
+    bleu = sacrebleu.BLEU()
     return Evaluation(
-        bleu=sacrebleu.corpus_bleu(hypotheses, [references]).score,
+        bleu=bleu.corpus_score(hypotheses, [references]).score,
         bleu_lowercase=sacrebleu.corpus_bleu(hypotheses, [references], lowercase=True).score,
         chrf=sacrebleu.corpus_chrf(hypotheses, [references]).score,
         sources=list(sources),
         references=list(references),
         hypotheses=list(hypotheses),
+        signature=str(bleu.get_signature()),
     )
 
 

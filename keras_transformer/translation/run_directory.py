@@ -10,11 +10,17 @@
     RUN_DIR/test.tsv                  source<TAB>reference, the test split
     RUN_DIR/checkpoints/epoch_NNN.keras  the model after each epoch whose loss
                                       and weights are finite
-    RUN_DIR/backup/state.json         while training: the position (epoch, step)
-                                      of the last backup, the dropout seed
-                                      states, and the name of
+    RUN_DIR/checkpoints/best.keras    the model of the best validation BLEU
+                                      so far (moving-average weights if used)
+    RUN_DIR/training.json             every validation BLEU (step, epoch),
+                                      then why training stopped and which
+                                      model model.keras is
+    RUN_DIR/backup/state.json         the position (epoch, step) of the last
+                                      backup, the dropout seed states, a stop
+                                      reason, and the name of
     RUN_DIR/backup/epoch_EEE_step_SSSSSS.weights.h5  its weights and optimizer
-                                      state (see `backup.TrainingBackup`)
+                                      state (see `backup.TrainingBackup`); kept
+                                      after training, to continue the run
     RUN_DIR/logs/                     TensorBoard event files
 
 `load_run` reads a finished run back, checked: `Translator.from_run_dir`
@@ -54,6 +60,8 @@ CHECKPOINT_DIR = "checkpoints"
 BACKUP_DIR = "backup"
 LOG_DIR = "logs"
 CHECKPOINT_PATTERN = "epoch_{epoch:03d}.keras"
+BEST_CHECKPOINT = "best.keras"
+TRAINING_FILE = "training.json"
 
 
 def required_files(tokenizer: str) -> tuple[str, ...]:

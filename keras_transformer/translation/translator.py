@@ -35,9 +35,8 @@ def _bucket(value: int, granularity: int, limit: int) -> int:
     return min(-(-value // granularity) * granularity, limit)
 
 
-def _until_end(tokens) -> list[int]:
-    """A row of generated ids up to and including its first `END_ID`."""
-    ids = np.asarray(tokens).tolist()
+def _until_end(ids: list[int]) -> list[int]:
+    """Target ids up to and including the first `END_ID`."""
     return ids[: ids.index(END_ID) + 1] if END_ID in ids else ids
 
 
@@ -68,7 +67,7 @@ class Translator:
             `LITERT_MAX_SENTENCES` sentences when the Keras backend is
             TensorFlow and LiteRT is installed, else "xla". Both give the
             same translations (tested); the choice is logged at INFO level
-            (the CLI's `--verbose`).
+            (the CLI's `--verbose`). `translate_n_best` always uses "xla".
 
     Example:
     >>> translator = Translator.from_run_dir("runs/embedded")  # doctest: +SKIP
@@ -156,8 +155,8 @@ class Translator:
         self, source_ids: list[list[int]], beam_size: int | None = None
     ) -> list[list[int]]:
         """Decodes encoder id lists into target id lists ending with `END_ID`
-        (unless cut at `max_sequence_length`): with the backend that
-        `choose_backend` picks, in batches sorted by length for "xla"."""
+        (unless cut at `max_sequence_length`), with the backend that
+        `choose_backend` picks: in batches sorted by length for "xla"."""
         beam_size = self.config.beam_size if beam_size is None else beam_size
         check_positive_int("beam_size", beam_size)
         backend = self.choose_backend(len(source_ids))
@@ -167,24 +166,8 @@ class Translator:
         )
         if backend == "litert":
             loop = self._litert_loop(beam_size)
-            return [_until_end(loop(ids)) for ids in source_ids]
-        order = sorted(range(len(source_ids)), key=lambda row: len(source_ids[row]))
-        results = [None] * len(source_ids)
-        for start in range(0, len(order), BATCH_SIZE):
-            rows = order[start : start + BATCH_SIZE]
-            length = _bucket(
-                max(len(source_ids[row]) for row in rows),
-                LENGTH_BUCKET,
-                self.config.max_sequence_length,
-            )
-            batch = np.zeros((_batch_rows(len(rows)), length), "int32")  # (B, S)
-            batch[len(rows) :, 0] = END_ID  # filler rows
-            for index, row in enumerate(rows):
-                batch[index, : len(source_ids[row])] = source_ids[row]
-            tokens = np.asarray(self._decode(batch, beam_size))  # (B, T)
-            for index, row in enumerate(rows):
-                results[row] = _until_end(tokens[index])
-        return results
+            return [_until_end(loop(ids).tolist()) for ids in source_ids]
+        return [hypotheses[0][0] for hypotheses in self._search(source_ids, beam_size)]
 
     def _litert_loop(self, beam_size: int):
         from keras_transformer.translation.litert_loop import LiteRTLoop
@@ -202,18 +185,103 @@ class Translator:
             )
         return self._litert_loops[beam_size]
 
-    def _decode(self, encoder_token_ids: np.ndarray, beam_size: int):
+    def _search(
+        self, source_ids: list[list[int]], beam_size: int | None, n_best: int | None = None
+    ) -> list[list[tuple[list[int], float | None]]]:
+        """Per source, `(target ids, score)` of the best hypothesis (score
+        None), or of the `n_best` best of a beam search with their
+        length-penalized scores, best first."""
+        beam_size = self.config.beam_size if beam_size is None else beam_size
+        order = sorted(range(len(source_ids)), key=lambda row: len(source_ids[row]))
+        results = [None] * len(source_ids)
+        for start in range(0, len(order), BATCH_SIZE):
+            rows = order[start : start + BATCH_SIZE]
+            length = _bucket(
+                max(len(source_ids[row]) for row in rows),
+                LENGTH_BUCKET,
+                self.config.max_sequence_length,
+            )
+            batch = np.zeros((_batch_rows(len(rows)), length), "int32")  # (B, S)
+            batch[len(rows) :, 0] = END_ID  # filler rows
+            for index, row in enumerate(rows):
+                batch[index, : len(source_ids[row])] = source_ids[row]
+            tokens, scores = self._decode(batch, beam_size, n_best)  # (B, K, T), (B, K)
+            for index, row in enumerate(rows):
+                results[row] = [
+                    (
+                        _until_end(tokens[index, rank].tolist()),
+                        None if scores is None else scores[index][rank],
+                    )
+                    for rank in range(tokens.shape[1])
+                ]
+        return results
+
+    def _decode(self, encoder_token_ids: np.ndarray, beam_size: int, n_best: int | None):
+        """Tokens (B, K, T) and, for `n_best`, float scores (B, K) of the
+        search; K = 1 without `n_best`."""
         settings = {
             "start_token_id": START_ID,
             "end_token_id": END_ID,
             "max_length": self.config.max_sequence_length,
         }
-        if beam_size > 1:
+        if beam_size > 1 or n_best is not None:
             settings.update(
                 strategy="beam", beam_size=beam_size, length_penalty=self.config.length_penalty
             )
-        tokens, _ = self.model.generate(encoder_token_ids, **settings)
-        return tokens
+        if n_best is None:
+            tokens, _ = self.model.generate(encoder_token_ids, **settings)  # (B, T)
+            return np.asarray(tokens)[:, None], None
+        tokens, scores = self.model.generate(
+            encoder_token_ids, return_all_beams=True, **settings
+        )  # (B, K, T), (B, K)
+        return np.asarray(tokens)[:, :n_best], np.asarray(scores)[:, :n_best].tolist()
+
+    def translate_n_best(
+        self, texts: list[str], n_best: int, beam_size: int | None = None
+    ) -> list[list[tuple[str, float]]]:
+        """The `n_best` best translations of each sentence by beam search,
+        with their scores, best first.
+
+        A score is the hypothesis's log-probability divided by the GNMT
+        length penalty (see `beam_search`); the first translation is the
+        one `translate` gives with the same beam size. An empty or blank
+        sentence gives `[("", 0.0)]`.
+
+        Args:
+            texts: source sentences.
+            n_best: K translations per sentence, at most the beam size.
+            beam_size: defaults to the config's `beam_size`.
+
+        Returns:
+            One list of K `(translation, score)` pairs per text, in order.
+
+        Example:
+        >>> translator.translate_n_best(["Je suis étudiant."], 2)  # doctest: +SKIP
+        [[('I am a student.', -0.21), ('I am student.', -1.73)]]
+        """
+        beam_size = self.config.beam_size if beam_size is None else beam_size
+        check_positive_int("n_best", n_best)
+        if n_best > beam_size:
+            raise ValueError(
+                f"`n_best` must be at most the beam size, as the search keeps {beam_size} "
+                f"hypotheses. Received n_best={n_best}; raise the beam size or lower n_best."
+            )
+        texts = self._check_texts(texts)
+        rows = [row for row, text in enumerate(texts) if text]
+        results = [[("", 0.0)] for _ in texts]
+        if not rows:
+            return results
+        source_ids = self.source_token_ids([texts[row] for row in rows])
+        searched = self._search(source_ids, beam_size, n_best)
+        for row, hypotheses in zip(rows, searched):
+            translations = detokenize(
+                self.target_tokenizer, [ids for ids, _ in hypotheses], self.target_language
+            )
+            results[row] = [
+                (translation, float(score))
+                for translation, (_, score) in zip(translations, hypotheses)
+            ]
+        return results
 
     def translate(self, texts: list[str], beam_size: int | None = None) -> list[str]:
         """Translates sentences; an empty or blank sentence gives "".
@@ -226,6 +294,22 @@ class Translator:
         Returns:
             One translation per text, in order.
         """
+        texts = self._check_texts(texts)
+        rows = [row for row, text in enumerate(texts) if text]
+        translations = [""] * len(texts)
+        if not rows:
+            return translations
+        target_ids = self.translate_token_ids(
+            self.source_token_ids([texts[row] for row in rows]), beam_size
+        )
+        decoded = detokenize(self.target_tokenizer, target_ids, self.target_language)
+        for row, translation in zip(rows, decoded):
+            translations[row] = translation
+        return translations
+
+    @staticmethod
+    def _check_texts(texts: list[str]) -> list[str]:
+        """The sentences stripped; ValueError unless a list of strings."""
         if isinstance(texts, str):
             raise ValueError(
                 f"`texts` must be a list of sentences; received the string {texts!r}. "
@@ -238,18 +322,7 @@ class Translator:
                     f"`texts` must hold sentences as strings. Received: texts[{index}]="
                     f"{text!r} of type {type(text).__name__}."
                 )
-        texts = [text.strip() for text in texts]
-        rows = [row for row, text in enumerate(texts) if text]
-        translations = [""] * len(texts)
-        if not rows:
-            return translations
-        target_ids = self.translate_token_ids(
-            self.source_token_ids([texts[row] for row in rows]), beam_size
-        )
-        decoded = detokenize(self.target_tokenizer, target_ids, self.target_language)
-        for row, translation in zip(rows, decoded):
-            translations[row] = translation
-        return translations
+        return [text.strip() for text in texts]
 
     def cross_attention(
         self, text: str, beam_size: int | None = None

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_transformer.data.pipeline import make_dataset, padding_fraction
+from keras_transformer.data.pipeline import (
+    DECODER_INPUT,
+    ENCODER_INPUT,
+    make_dataset,
+    padding_fraction,
+    token_counts,
+)
 from keras_transformer.data.tokenizers import (
     END_ID,
     PAD_ID,
@@ -231,3 +237,27 @@ def test_rejects_bad_arguments(tokenizers, pairs, options, message):
     arguments = dict(batch_size=4, max_sequence_length=16) | options
     with pytest.raises(ValueError, match=message):
         make_dataset(pairs, *tokenizers, **arguments)
+
+
+def test_token_batches_hold_at_most_batch_tokens_and_count_their_tokens():
+    tokenizer = build_tokenizer(RESERVED_TOKENS + ["a", "b"])
+    pairs = [(" ".join("a" * (1 + i % 13)), " ".join("b" * (1 + i % 7))) for i in range(200)]
+    dataset = make_dataset(
+        pairs, tokenizer, tokenizer, batch_tokens=48, max_sequence_length=16
+    )
+    examples = 0
+    for inputs, labels in dataset:
+        rows, length = labels.shape[0], max(
+            inputs[ENCODER_INPUT].shape[1], inputs[DECODER_INPUT].shape[1]
+        )
+        assert rows * length <= 48
+        examples += rows
+    assert examples == len(pairs)
+    counts = token_counts(dataset)
+    assert counts["padding"] / counts["positions"] == pytest.approx(padding_fraction(dataset))
+    assert counts["target_tokens"] == sum(len(target.split()) + 1 for _, target in pairs)
+    with pytest.raises(ValueError, match=r"exactly one of `batch_size`.*batch_size=8, "):
+        make_dataset(pairs, tokenizer, tokenizer, batch_size=8, batch_tokens=48,
+                     max_sequence_length=16)
+    with pytest.raises(ValueError, match=r"`batch_tokens` must hold at least one example"):
+        make_dataset(pairs, tokenizer, tokenizer, batch_tokens=8, max_sequence_length=16)

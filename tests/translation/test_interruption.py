@@ -143,8 +143,8 @@ def assert_intact(run_dir):
         )
     assert read_test_split(run_dir / "test.tsv")
     models = sorted(path for path in run_dir.rglob("*.keras") if not path.name.startswith("."))
-    assert [path.name for path in models] == ["epoch_001.keras"]
-    model = keras.saving.load_model(models[0])
+    assert [path.name for path in models] == ["best.keras", "epoch_001.keras"]
+    model, _ = [keras.saving.load_model(path) for path in reversed(models)]
     state = backup_state(run_dir)
     model.load_weights(run_dir / "backup" / state["weights"])
     assert int(model.optimizer.iterations) > 0
@@ -188,7 +188,7 @@ def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(
 
     out = run(files, run_dir).stdout
     assert "Epoch 2/2" in out and "Epoch 1/2" not in out
-    assert not (run_dir / "backup").exists()
+    assert backup_state(run_dir)["epoch"] == 2  # kept, to continue the run
     assert not [path for path in run_dir.rglob(".*")]  # no temporary file left
     resumed = keras.saving.load_model(run_dir / "model.keras")
     assert int(resumed.optimizer.iterations) == 2 * steps_per_epoch

@@ -35,7 +35,9 @@ def test_run_directory_holds_everything_translate_needs(trained_run):
     assert checkpoint.count_params() == translator.model.count_params()
     assert list((run_dir / "logs" / "train").glob("events.out.tfevents.*"))
     assert list((run_dir / "logs" / "validation").glob("events.out.tfevents.*"))
-    assert not (run_dir / "backup").exists()  # removed once training finished
+    state = json.loads((run_dir / "backup" / "state.json").read_text())
+    assert (state["epoch"], state["step"]) == (1, 0)  # kept, to continue the run
+    assert (run_dir / "checkpoints" / "best.keras").is_file()
     assert not list(run_dir.glob(".*"))  # no temporary files left
 
 
