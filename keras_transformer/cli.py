@@ -186,7 +186,7 @@ def add_backend_argument(command: argparse.ArgumentParser) -> None:
         default="auto",
         help="the decoding loop: xla (the model's generate, in batches), litert (the "
         "exported .tflite loop, a sentence at a time; cached in RUN_DIR/litert/) or "
-        "auto (default: litert for 1-2 sentences when LiteRT is installed, else xla; "
+        "auto (default: litert for one sentence when LiteRT is installed, else xla; "
         "--verbose prints the choice)",
     )
 

@@ -24,9 +24,10 @@ from keras_transformer.translation.run_directory import check_vocabulary_sizes, 
 BATCH_SIZE = 64
 LENGTH_BUCKET = 8
 # "auto" decodes requests of at most this many sentences with the exported
-# LiteRT loop, one sentence at a time, and larger ones as XLA batches: past
-# it, one XLA batch beats that many batch-1 loops (docs/performance.md).
-LITERT_MAX_SENTENCES = 2
+# LiteRT loop, one sentence at a time, and larger ones as XLA batches: on
+# this project's machines one XLA batch of two greedy rows already beats two
+# batch-1 loops (docs/performance.md).
+LITERT_MAX_SENTENCES = 1
 BACKENDS = ("auto", "xla", "litert")
 
 
