@@ -39,7 +39,10 @@ def run_train(args: argparse.Namespace) -> None:
     from keras_transformer.translation import evaluate, train
 
     config = args.config or ("tiny" if args.data is None else "small")
-    translator = train(config, args.output_dir, args.data, args.direction, args.epochs)
+    translator = train(
+        config, args.output_dir, args.data, args.direction, args.epochs,
+        distribution=args.distribution,
+    )
     evaluation = evaluate(translator)
     _print_evaluation(evaluation, "Test split")
     print("Translations:")
@@ -156,6 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a recipe or a JSON file of overrides, such as "
         '{"recipe": "tiny", "tokenizer": "sentencepiece"} (default: tiny for the '
         "embedded corpus, small with --data)",
+    )
+    command.add_argument(
+        "--distribution",
+        choices=["none", "mirrored", "multi-worker"],
+        default="none",
+        help="train under a tf.distribute strategy: mirrored = this machine's GPUs (one "
+        "replica on a CPU-only machine), multi-worker = the workers of TF_CONFIG; "
+        "see docs/distributed.md (default none)",
     )
 
     command = add_command(

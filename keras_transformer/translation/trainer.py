@@ -34,6 +34,7 @@ from keras_transformer.translation.backup import (
     stop_on_signals,
 )
 from keras_transformer.translation.config import TranslationConfig, resolve_config
+from keras_transformer.translation.distribution import distribute_run
 from keras_transformer.translation.run_directory import (
     BACKUP_DIR,
     CHECKPOINT_DIR,
@@ -159,6 +160,7 @@ def train(
     *,
     callbacks: list[keras.callbacks.Callback] | None = None,
     verbose: str | int = "auto",
+    distribution: str = "none",
 ) -> Translator:
     """Trains a translation model and writes a complete run directory.
 
@@ -185,6 +187,10 @@ def train(
         epochs: overrides `config.epochs`.
         callbacks: more Keras callbacks, run after the run's own.
         verbose: passed to `model.fit` (progress bars by default).
+        distribution: "none", "mirrored" or "multi-worker" (`TF_CONFIG`):
+            the model is built and trained under that `tf.distribute`
+            strategy; see `translation.distribution` for the run directory
+            and resuming under "multi-worker".
 
     Returns:
         A `Translator` of the trained model.
@@ -206,7 +212,7 @@ def train(
     if epochs is not None:
         check_positive_int("epochs", epochs)
         config = dataclasses.replace(config, epochs=epochs)
-    run_dir = Path(output_dir)
+    strategy, run_dir = distribute_run(distribution, output_dir)
     splits = load_splits(data, direction, config.seed)
     if not splits["validation"] or not splits["test"]:
         raise DataError(f"{data}: too few sentence pairs to hold out validation and test splits.")
@@ -241,23 +247,33 @@ def train(
         )
         for name in ("train", "validation")
     }
-    model = build_seq2seq_transformer(
-        config.source_vocabulary_size, config.target_vocabulary_size, **config.model_kwargs()
-    )
-    model.compile(
-        optimizer=transformer_adam(**config.optimizer_kwargs()),
-        loss=MaskedSparseCategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        # Bucketed batches come in many (S, T) shapes and XLA compiles the
-        # train step again for each one (~20 s per shape for the small model
-        # on a CPU core); without XLA, tf.function relaxes to one graph for
-        # all shapes. See docs/performance.md.
-        jit_compile=False,
-    )
+    with strategy.scope():
+        model = build_seq2seq_transformer(
+            config.source_vocabulary_size, config.target_vocabulary_size, **config.model_kwargs()
+        )
+        model.compile(
+            optimizer=transformer_adam(**config.optimizer_kwargs()),
+            loss=MaskedSparseCategoricalCrossentropy(label_smoothing=config.label_smoothing),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            # Bucketed batches come in many (S, T) shapes and XLA compiles the
+            # train step again for each one (~20 s per shape for the small model
+            # on a CPU core); without XLA, tf.function relaxes to one graph for
+            # all shapes. See docs/performance.md.
+            jit_compile=False,
+        )
     # Epoch k reads the k-th pass of the seeded shuffle: counting the batches
     # is pass 0, and `fit` makes one iterator over the repeated dataset, so a
     # resumed run that skips the steps already taken reads the same batches.
-    steps_per_epoch = _count_batches(datasets["train"])
+    # Under a strategy, `fit` reads a batch of pass 0 itself before training
+    # (Keras's symbolic build), so the batches of an unshuffled copy are
+    # counted instead: bucketing makes as many batches in any order.
+    counted = datasets["train"]
+    if distribution != "none":
+        counted = make_dataset(
+            splits["train"], source_tokenizer, target_tokenizer,
+            batch_size=config.batch_size, max_sequence_length=config.max_sequence_length,
+        )
+    steps_per_epoch = _count_batches(counted)
     # A known length spares Keras's "input ran out of data" warning.
     validation = datasets["validation"].apply(
         tf.data.experimental.assert_cardinality(_count_batches(datasets["validation"]))
