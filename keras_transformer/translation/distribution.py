@@ -103,23 +103,23 @@ def read_tf_config(text: str | None) -> dict:
     return tf_config
 
 
-class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
-    """`MultiWorkerMirroredStrategy` whose `reduce` takes what Keras 3.15's `fit` gives it.
+class _KerasFitReduce:
+    """A strategy mixin whose `reduce` takes what Keras 3.15's `fit` gives it.
 
-    Keras's TensorFlow trainer calls `reduce` in two ways that
-    `MultiWorkerMirroredStrategy` refuses (keras-team/keras#20329):
+    Keras's TensorFlow trainer calls `reduce` in two ways that fail:
 
     - before training or evaluating, on the first batch, a nested structure
       (`({"encoder_token_ids": ..., "decoder_token_ids": ...}, labels)`),
-      with MEAN, only to read its shapes and dtypes for a symbolic build. The
-      strategy reduces single values only, and a cross-worker mean would fail
-      anyway when a batch splits unevenly (the workers' batch sizes differ).
-      A nested structure reduces here to this worker's first replica's
-      values: the shapes and dtypes the symbolic build reads.
-    - after every step, on each replica's scalar logs (loss, metrics), with
-      MEAN along axis 0, which a scalar does not have. A scalar reduces here
-      along no axis: the mean over the replicas, what Keras computes with
-      one worker.
+      with MEAN, only to read its shapes and dtypes for a symbolic build.
+      `MultiWorkerMirroredStrategy` reduces single values only
+      (keras-team/keras#20329), and a mean across replicas fails under either
+      strategy when the batch splits unevenly (the replicas' batch sizes
+      differ). A nested structure reduces here to this process's first
+      replica's values: the shapes and dtypes the symbolic build reads.
+    - with several workers, after every step, on each replica's scalar logs
+      (loss, metrics), with MEAN along axis 0, which a scalar does not have.
+      A scalar reduces here along no axis: the mean over the replicas, what
+      Keras computes with one worker.
     """
 
     def reduce(self, reduce_op, value, axis):
@@ -131,6 +131,14 @@ class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
         if axis is not None and len(getattr(local_value, "shape", ())) == 0:
             axis = None
         return super().reduce(reduce_op, value, axis)
+
+
+class _MirroredStrategy(_KerasFitReduce, tf.distribute.MirroredStrategy):
+    """`tf.distribute.MirroredStrategy` for Keras's `fit` (see `_KerasFitReduce`)."""
+
+
+class _MultiWorkerMirroredStrategy(_KerasFitReduce, tf.distribute.MultiWorkerMirroredStrategy):
+    """`tf.distribute.MultiWorkerMirroredStrategy` for Keras's `fit` (see `_KerasFitReduce`)."""
 
 
 def _is_chief(tf_config: dict) -> bool:
@@ -177,7 +185,7 @@ def distribute_run(
     if distribution == "none":
         return tf.distribute.get_strategy(), run_dir
     if distribution == "mirrored":
-        return tf.distribute.MirroredStrategy(), run_dir
+        return _MirroredStrategy(), run_dir
     tf_config = read_tf_config(os.environ.get("TF_CONFIG"))
     if (run_dir / CONFIG_FILE).is_file():
         raise ValueError(

@@ -83,11 +83,16 @@ def load(path):
         return paths, initial, final, arrays["logits"]
 
 
-def test_two_workers_end_with_the_weights_of_one_process(tmp_path):
-    corpus, config = tmp_path / "corpus.tsv", tmp_path / "config.json"
+def write_files(directory):
+    corpus, config = directory / "corpus.tsv", directory / "config.json"
     pairs = generate_pairs(num_pairs=200, seed=5)
     corpus.write_text("".join(f"{en}\t{fr}\n" for fr, en in pairs), encoding="utf-8")
     config.write_text(json.dumps(CONFIG))
+    return corpus, config
+
+
+def test_two_workers_end_with_the_weights_of_one_process(tmp_path):
+    corpus, config = write_files(tmp_path)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     run_dir = tmp_path / "multi-worker"
     deadline = time.monotonic() + TIMEOUT
@@ -125,6 +130,21 @@ def test_two_workers_end_with_the_weights_of_one_process(tmp_path):
     assert (run_dir / "model.keras").is_file()
     assert Path(written[1].strip()) != run_dir
     assert not Path(written[1].strip()).exists()
+
+
+def test_mirrored_on_one_cpu_trains_like_no_strategy(tmp_path):
+    """One replica: the strategy's code path (scope, distributed dataset,
+    Keras's symbolic build reading a batch) must not change the run."""
+    corpus, config = write_files(tmp_path)
+    for distribution in ("none", "mirrored"):
+        train_and_save(config, corpus, tmp_path / distribution, tmp_path / f"{distribution}.npz",
+                       distribution)
+    _, initial, mirrored, mirrored_logits = load(tmp_path / "mirrored.npz")
+    _, _, single, single_logits = load(tmp_path / "none.npz")
+    for a, b in zip(mirrored, single, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(mirrored_logits, single_logits, rtol=1e-5, atol=1e-5)
+    assert max(np.abs(a - b).max() for a, b in zip(mirrored, initial)) > 1e-2
 
 
 TF_CONFIG = {
