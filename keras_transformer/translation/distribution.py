@@ -57,8 +57,8 @@ def read_tf_config(text: str | None) -> dict:
             when it is not set.
 
     Returns:
-        The parsed dict: a "cluster" of "worker" (and optionally one
-        "chief") addresses, and this process's "task" type and index.
+        The parsed dict: a "cluster" of "worker" addresses (and optionally a
+        "chief" job of one address), and this process's "task" type and index.
 
     Raises:
         ValueError: `text` is None, not JSON, or not of the shape
@@ -84,6 +84,7 @@ def read_tf_config(text: str | None) -> dict:
         isinstance(cluster, dict)
         and set(cluster) <= {"worker", "chief"}
         and isinstance(cluster.get("worker"), list)
+        and len(cluster.get("chief", [""])) == 1
         and all(
             isinstance(addresses, list) and addresses
             and all(isinstance(address, str) for address in addresses)

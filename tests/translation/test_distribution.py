@@ -165,6 +165,8 @@ def test_tf_config_is_read_and_checked():
         {"cluster": {"worker": ["a:1"]}, "task": {"type": "ps", "index": 0}},
         {"cluster": {"worker": ["a:1"], "ps": ["b:1"]}, "task": {"type": "worker", "index": 0}},
         {"cluster": {"worker": "a:1"}, "task": {"type": "worker", "index": 0}},
+        {"cluster": {"worker": ["a:1"], "chief": ["b:1", "c:1"]},
+         "task": {"type": "chief", "index": 0}},
         {"cluster": {"worker": ["a:1"]}},
         [1],
     ):
