@@ -66,8 +66,9 @@ def run_train(args: argparse.Namespace) -> None:
         validation_bleu_sentences=args.validation_bleu_sentences,
         early_stopping=args.early_stopping,
         max_time=args.max_time,
+        distribution=args.distribution,
     )
-    print(training_summary(args.output_dir))
+    print(training_summary(translator.run_dir))  # a worker's own, under multi-worker
     evaluation = evaluate(translator)
     _print_evaluation(evaluation, "Test split")
     print("Translations:")
@@ -271,6 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a recipe or a JSON file of overrides, such as "
         '{"recipe": "tiny", "tokenizer": "sentencepiece"} (default: tiny for the '
         "embedded corpus, small with --data)",
+    )
+    command.add_argument(
+        "--distribution",
+        choices=["none", "mirrored", "multi-worker"],
+        default="none",
+        help="train under a tf.distribute strategy: mirrored = this machine's GPUs (one "
+        "replica on a CPU-only machine), multi-worker = the workers of TF_CONFIG; "
+        "see docs/distributed.md (default none)",
     )
 
     command = add_command(

@@ -29,6 +29,7 @@ from keras_transformer.translation import (
     evaluate,
     resolve_config,
     score,
+    train,
 )
 
 VOCABULARY = data.RESERVED_TOKENS + ["je", "suis", "I", "am", "."]
@@ -655,6 +656,18 @@ INVENTORY = [
         ValueError, r"config\.json: `tokenizer` must be one of \['sentencepiece', 'wordpiece'\]\. "
         r"Received: tokenizer='bpe'",
         id="translation.resolve_config/unknown-tokenizer",
+    ),
+    pytest.param(
+        lambda c: train("tiny", c.tmp / "out", distribution="ring"),
+        ValueError, r"`distribution` must be one of \['mirrored', 'multi-worker', 'none'\]\. "
+        r"Received: distribution='ring'",
+        id="translation.train/unknown-distribution",
+    ),
+    pytest.param(
+        lambda c: train("tiny", c.tmp / "out", distribution="multi-worker"),
+        ValueError, r"--distribution multi-worker needs TF_CONFIG, which is not set; expected "
+        r'TF_CONFIG=\{"cluster": \{"worker": \["host:port", \.\.\.\]\}, "task": ',
+        id="translation.train/multi-worker-without-tf_config",
     ),
     pytest.param(
         lambda c: Translator.from_run_dir(c.tmp / "nowhere"),

@@ -2,7 +2,7 @@ import keras
 from keras import ops
 
 from keras_transformer.checks import check_rate
-from keras_transformer.layers.masks import set_keras_mask
+from keras_transformer.layers.masks import get_keras_mask, set_keras_mask
 
 
 def check_labels_and_logits(labels_shape, logits_shape):
@@ -43,6 +43,20 @@ def smoothed_cross_entropy(labels, logits, label_smoothing):
     return ops.categorical_crossentropy(targets, logits, from_logits=True)  # (B, T)
 
 
+def _replicas_and_sum(value):
+    """(R, the sum of `value` over the R replicas) in a `tf.distribute`
+    replica context of R > 1 replicas, else (1, value)."""
+    if keras.backend.backend() != "tensorflow":
+        return 1, value
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return 1, value
+    total = context.all_reduce(tf.distribute.ReduceOp.SUM, ops.stop_gradient(value))
+    return context.num_replicas_in_sync, total
+
+
 @keras.saving.register_keras_serializable(package="keras_transformer")
 class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
     """Token cross-entropy from logits with label smoothing, ignoring padding.
@@ -52,6 +66,16 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
     to `padding_id` (0) get no loss, and the mean is taken over the other
     tokens only. A label outside [0, V) that is not padding makes the loss
     NaN rather than silently wrong.
+
+    Under a `tf.distribute` strategy of R > 1 replicas, each replica's loss
+    is the sum of its token losses divided by the token count of the global
+    batch (summed across replicas), so the replicas' gradients, which the
+    optimizer sums, are the gradient of the global batch's token mean, as on
+    one device. (Keras's own reduction would divide by the replica's count
+    and by R: a mean of the replicas' means, which weights the tokens of a
+    replica holding fewer of them more.) Under JAX's
+    `keras.distribution.DataParallel` the loss sees the global batch and needs
+    nothing of the kind.
 
     Args:
         label_smoothing: eps in [0, 1).
@@ -107,6 +131,21 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
         losses = ops.where(mask, losses, 0.0)
         set_keras_mask(losses, mask)
         return losses
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        loss = super().__call__(y_true, y_pred, sample_weight=sample_weight)
+        if self.reduction not in ("sum_over_batch_size", "mean"):
+            return loss
+        mask = ops.not_equal(ops.cast(y_true, "int32"), self.padding_id)  # (B, T)
+        if get_keras_mask(y_pred) is not None:  # Keras averages over both masks
+            mask = ops.logical_and(mask, get_keras_mask(y_pred))
+        tokens = ops.sum(ops.cast(mask, "float32"))
+        replicas, global_tokens = _replicas_and_sum(tokens)
+        if replicas == 1:
+            return loss
+        # `loss` is this replica's token mean divided by R (Keras's
+        # `scale_loss_for_distribution`): make it the sum over the global count.
+        return loss * ops.divide_no_nan(replicas * tokens, global_tokens)
 
     def get_config(self):
         config = super().get_config()

@@ -39,6 +39,7 @@ from keras_transformer.translation.backup import (
     stop_on_signals,
 )
 from keras_transformer.translation.config import TranslationConfig, resolve_config
+from keras_transformer.translation.distribution import distribute_run
 from keras_transformer.translation.run_directory import (
     BACKUP_DIR,
     BEST_CHECKPOINT,
@@ -265,7 +266,9 @@ def _build_model(config: TranslationConfig) -> Seq2SeqTransformer:
     return model
 
 
-def _datasets(splits, source_tokenizer, target_tokenizer, config) -> dict[str, tf.data.Dataset]:
+def _datasets(
+    splits, source_tokenizer, target_tokenizer, config, shuffle: bool = True
+) -> dict[str, tf.data.Dataset]:
     batching = (
         {"batch_tokens": config.batch_tokens}
         if config.batch_tokens
@@ -278,7 +281,7 @@ def _datasets(splits, source_tokenizer, target_tokenizer, config) -> dict[str, t
             target_tokenizer,
             **batching,
             max_sequence_length=config.max_sequence_length,
-            shuffle=name == "train",
+            shuffle=shuffle and name == "train",
             seed=config.seed,
         )
         for name in ("train", "validation")
@@ -340,6 +343,7 @@ def train(
     max_time: float | None = None,
     callbacks: list[keras.callbacks.Callback] | None = None,
     verbose: str | int = "auto",
+    distribution: str = "none",
 ) -> Translator:
     """Trains a translation model and writes a complete run directory.
 
@@ -399,6 +403,10 @@ def train(
             up; re-running the call resumes it.
         callbacks: more Keras callbacks, run after the run's own.
         verbose: passed to `model.fit` (progress bars by default).
+        distribution: "none", "mirrored" or "multi-worker" (`TF_CONFIG`):
+            the model is built and trained under that `tf.distribute`
+            strategy; see `translation.distribution` for the run directory
+            and resuming under "multi-worker".
 
     Returns:
         A `Translator` of the final model (model.keras).
@@ -445,7 +453,7 @@ def train(
                 f"{direction!r}. Fine-tuning keeps the direction."
             )
     direction = "fr-en" if direction is None else direction
-    run_dir = Path(output_dir)
+    strategy, run_dir = distribute_run(distribution, output_dir)
     splits = load_splits(data, direction, config.seed, validation_data, test_data)
     if not splits["validation"] or not splits["test"]:
         raise DataError(f"{data}: too few sentence pairs to hold out validation and test splits.")
@@ -464,11 +472,20 @@ def train(
     )
 
     datasets = _datasets(splits, source_tokenizer, target_tokenizer, config)
-    model = _build_model(config)
+    with strategy.scope():
+        model = _build_model(config)
     # Epoch k reads the k-th pass of the seeded shuffle: counting the batches
     # is pass 0, and `fit` makes one iterator over the repeated dataset, so a
     # resumed run that skips the steps already taken reads the same batches.
-    counts = token_counts(datasets["train"])
+    # Under a strategy, `fit` reads a batch of pass 0 itself before training
+    # (Keras's symbolic build), so the batches of an unshuffled copy are
+    # counted instead: bucketing makes as many batches in any order.
+    counted = datasets["train"]
+    if distribution != "none":
+        counted = _datasets(
+            splits, source_tokenizer, target_tokenizer, config, shuffle=False
+        )["train"]
+    counts = token_counts(counted)
     steps_per_epoch = counts["batches"]
     logging.info(
         "Training on %d pairs in %d batches an epoch (%.1f%% padding); %s vocabularies of "

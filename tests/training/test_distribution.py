@@ -1,16 +1,22 @@
-"""Data-parallel training under `tf.distribute.MirroredStrategy`.
+"""Data-parallel training under `tf.distribute.MirroredStrategy` and JAX's
+`keras.distribution.DataParallel`.
 
-TensorFlow fixes its devices when it starts, so the two logical CPU devices
-are made in a subprocess.
+TensorFlow and XLA fix their devices when they start, so the two CPU devices
+are made in a subprocess (logical devices for TensorFlow,
+`--xla_force_host_platform_device_count=2` for JAX).
 """
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
+
+REPOSITORY = str(Path(__file__).resolve().parents[2])
 
 SCRIPT = textwrap.dedent(
     """
@@ -32,13 +38,14 @@ SCRIPT = textwrap.dedent(
         transformer_adam,
     )
 
-    # Each half of the global batch (one per replica) holds 7 label tokens, so
-    # the mean of the two replicas' token means is the global token mean.
+    # The first half of the global batch (replica 0) holds 8 label tokens, the
+    # second 4: the mean of the two replicas' token means (Keras's reduction)
+    # is not the global token mean, which the loss takes across replicas.
     source = np.array(
         [[3, 4, 5, 0], [6, 7, 0, 0], [8, 9, 10, 11], [12, 0, 0, 0]], "int32"
     )
     labels = np.array(
-        [[5, 4, 3, 2], [7, 6, 2, 0], [11, 10, 9, 2], [12, 9, 2, 0]], "int32"
+        [[5, 4, 3, 2], [7, 6, 5, 2], [11, 2, 0, 0], [12, 2, 0, 0]], "int32"
     )
     decoder_inputs = np.where(
         labels != 0, np.pad(labels, ((0, 0), (1, 0)), constant_values=1)[:, :-1], 0
@@ -73,7 +80,10 @@ SCRIPT = textwrap.dedent(
 
 
 def test_mirrored_strategy_on_two_cpus_matches_one_device():
-    environment = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    environment = {
+        **os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONPATH": REPOSITORY,
+    }
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=environment,
         timeout=600,
@@ -87,3 +97,70 @@ def test_mirrored_strategy_on_two_cpus_matches_one_device():
     # parameters whose exact gradient is zero (key biases) by +-lr on rounding
     # noise, differently on each run, without changing any logit.
     assert report["logits_difference"] < 1e-3
+
+
+JAX_SCRIPT = textwrap.dedent(
+    """
+    import json
+
+    import keras
+    import numpy as np
+
+    from keras_transformer import build_seq2seq_transformer
+    from keras_transformer.training import (
+        MaskedSparseCategoricalCrossentropy,
+        transformer_adam,
+    )
+
+    # As above: the two halves of the global batch hold 8 and 4 label tokens.
+    source = np.array(
+        [[3, 4, 5, 0], [6, 7, 0, 0], [8, 9, 10, 11], [12, 0, 0, 0]], "int32"
+    )
+    labels = np.array(
+        [[5, 4, 3, 2], [7, 6, 5, 2], [11, 2, 0, 0], [12, 2, 0, 0]], "int32"
+    )
+    decoder_inputs = np.where(
+        labels != 0, np.pad(labels, ((0, 0), (1, 0)), constant_values=1)[:, :-1], 0
+    )
+    data = {"encoder_token_ids": source, "decoder_token_ids": decoder_inputs}
+
+    def train():
+        keras.utils.set_random_seed(5)
+        model = build_seq2seq_transformer(
+            16, 16, num_layers=1, hidden_dim=16, num_heads=2,
+            intermediate_dim=32, dropout=0.0, max_sequence_length=8,
+        )
+        model.compile(
+            optimizer=transformer_adam(16, warmup_steps=4),
+            loss=MaskedSparseCategoricalCrossentropy(),
+        )
+        model.fit(data, labels, batch_size=4, epochs=3, shuffle=False, verbose=0)
+        return model.predict(data, verbose=0)[labels != 0]
+
+    one_device = train()
+    devices = keras.distribution.list_devices("cpu")
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    data_parallel = train()
+    print(json.dumps({
+        "devices": len(devices),
+        "logits_difference": float(np.abs(one_device - data_parallel).max()),
+    }))
+    """
+)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_jax_data_parallel_on_two_cpus_matches_one_device():
+    """The loss sees the global batch under JAX (its mean needs no all-reduce)."""
+    environment = {
+        **os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "PYTHONPATH": REPOSITORY,
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", JAX_SCRIPT], capture_output=True, text=True, env=environment,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["devices"] == 2
+    assert report["logits_difference"] < 1e-5
