@@ -10,7 +10,11 @@ their tokens are compared with the XLA search's. `--no-tflite` skips them
 (each export takes about 20 s). Every method generates exactly
 `--new-tokens` tokens: the end token's embedding row is zero, so its tied
 logit is 0 and never the largest of V random logits (the exported loop's
-step count is checked). Reported:
+step count is checked). At batch 1 it also times what a user runs with
+text (`--no-user-paths` skips it): the exported SavedModel's
+`serving_default` (XLA loop) and `Translator.translate` of one sentence,
+with its default backend and with "xla", against issue #21's target of 3x
+the KerasHub anchor. Reported:
 new tokens per second across the batch (median over `--repeats` timed runs,
 after one warm-up run that compiles), the load average while it ran (the
 figures are only comparable at similar load), and the ratios against the
