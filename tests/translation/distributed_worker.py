@@ -1,4 +1,4 @@
-"""Trains the tiny run of tests/translation/test_distribution.py in one process.
+"""Trains the tiny run of tests/translation/test_distributed_training.py in one process.
 
     python distributed_worker.py CONFIG CORPUS RUN_DIR OUTPUT DISTRIBUTION
 
