@@ -35,7 +35,9 @@ def _learning_rate(model: keras.Model) -> float:
     return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
 
 
-def _iterations(model: keras.Model) -> int:
+def optimizer_step(model: keras.Model) -> int:
+    """The optimizer's step count as an int (a MirroredVariable under a
+    `tf.distribute` strategy, which `int()` does not take)."""
     return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
 
 
@@ -52,7 +54,7 @@ class TrainingTensorBoard(keras.callbacks.TensorBoard):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        self._global_train_batch = _iterations(self.model)
+        self._global_train_batch = optimizer_step(self.model)
 
     def on_train_batch_end(self, batch, logs=None):
         if isinstance(logs, dict):
@@ -89,7 +91,7 @@ class EpochSummaries(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         logs = {**(logs or {}), "learning_rate": _learning_rate(self.model)}
-        self._write("batch_", logs, _iterations(self.model))
+        self._write("batch_", logs, optimizer_step(self.model))
 
     def on_epoch_end(self, epoch, logs=None):
         self._write("epoch_", {**(logs or {}), "learning_rate": _learning_rate(self.model)}, epoch)

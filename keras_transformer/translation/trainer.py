@@ -55,7 +55,7 @@ from keras_transformer.translation.run_directory import (
     write_run_config,
     write_test_split,
 )
-from keras_transformer.translation.summaries import summary_callback
+from keras_transformer.translation.summaries import optimizer_step, summary_callback
 from keras_transformer.translation.translator import Translator
 from keras_transformer.translation.validation import (
     Evaluation,
@@ -552,7 +552,7 @@ def train(
     record = read_training_file(run_dir)
     record["stopped"] = backup.stop_reason or stayed_stopped or "epochs"
     record["model"] = final_model_record(
-        backup, validator.evaluations, int(model.optimizer.iterations)
+        backup, validator.evaluations, optimizer_step(model)
     )
     write_training_file(run_dir, record)
     logging.info(training_summary(run_dir))

@@ -29,7 +29,7 @@ from keras_transformer.translation.run_directory import (
     MODEL_FILE,
     TRAINING_FILE,
 )
-from keras_transformer.translation.summaries import SCALAR_METADATA
+from keras_transformer.translation.summaries import SCALAR_METADATA, optimizer_step
 from keras_transformer.translation.translator import Translator
 
 Pair = tuple[str, str]
@@ -224,7 +224,7 @@ class ValidationBleu(keras.callbacks.Callback):
             self._writer = None
 
     def _step(self) -> int:
-        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        return optimizer_step(self.model)
 
     def evaluate(self) -> Evaluation:
         """Scores the model now, records the score, and updates the best checkpoint."""
