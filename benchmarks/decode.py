@@ -31,10 +31,11 @@ import tempfile
 import time
 
 import keras
-import keras_hub
 import numpy as np
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
+
+from keras_hub_anchor import keras_hub_greedy_function, keras_hub_layers
 
 from keras_transformer import build_seq2seq_transformer
 from keras_transformer.data import END_ID, RESERVED_TOKENS, START_ID
@@ -94,22 +95,11 @@ def build_models() -> tuple[keras.Model, dict]:
     # projection): never the argmax, so the exported loop runs every step.
     table = model.decoder_embedding.embeddings
     table.assign(np.where(np.arange(VOCABULARY_SIZE)[:, None] == END_ID, 0.0, table.numpy()))
-    hub = {
-        "encoder_embedding": keras_hub.layers.TokenAndPositionEmbedding(
-            VOCABULARY_SIZE, MAX_SEQUENCE_LENGTH, HIDDEN_DIM
-        ),
-        "decoder_embedding": keras_hub.layers.TokenAndPositionEmbedding(
-            VOCABULARY_SIZE, MAX_SEQUENCE_LENGTH, HIDDEN_DIM
-        ),
-        "encoder_layers": [
-            keras_hub.layers.TransformerEncoder(INTERMEDIATE_DIM, NUM_HEADS)
-            for _ in range(NUM_LAYERS)
-        ],
-        "decoder_layers": [
-            keras_hub.layers.TransformerDecoder(INTERMEDIATE_DIM, NUM_HEADS)
-            for _ in range(NUM_LAYERS)
-        ],
-    }
+    hub = keras_hub_layers(
+        VOCABULARY_SIZE, VOCABULARY_SIZE, num_layers=NUM_LAYERS, hidden_dim=HIDDEN_DIM,
+        num_heads=NUM_HEADS, intermediate_dim=INTERMEDIATE_DIM,
+        max_sequence_length=MAX_SEQUENCE_LENGTH,
+    )
     ids = np.ones((1, 4), "int32")
     x = hub["encoder_embedding"](ids)
     for layer in hub["encoder_layers"]:
@@ -165,66 +155,6 @@ def _copy_weights(model, hub):
         _copy_layer(ours.feed_forward.intermediate_dense, theirs._feedforward_intermediate_dense)
         _copy_layer(ours.feed_forward.output_dense, theirs._feedforward_output_dense)
         _copy_layer(ours.feed_forward_norm, theirs._feedforward_layer_norm)
-
-
-def keras_hub_greedy_function(hub: dict, new_tokens: int):
-    """Greedy decoding the way KerasHub's seq2seq `generate` does it (BART):
-    stacked (B, L, 2, T, H, Dh) caches sliced per layer and re-stacked each
-    step, the cross-attention cache filled by the first step, and a
-    `while_loop` under `tf.function(jit_compile=True)`. Unlike BART, the
-    cross-attention cache is a loop constant rather than re-stacked state,
-    which if anything favours KerasHub."""
-    embedding, decoder_layers = hub["decoder_embedding"], hub["decoder_layers"]
-    head_dim = HIDDEN_DIM // NUM_HEADS
-
-    def call_with_cache(token_ids, index, encoder_outputs, padding_mask, self_cache,
-                        cross_cache, cross_cache_update_index):
-        x = embedding(token_ids[:, None], start_index=index)  # (B, 1, D)
-        self_caches, cross_caches = [], []
-        for i, layer in enumerate(decoder_layers):
-            x, layer_self_cache, layer_cross_cache = layer(
-                x,
-                encoder_sequence=encoder_outputs,
-                encoder_padding_mask=padding_mask,
-                self_attention_cache=self_cache[:, i],
-                self_attention_cache_update_index=index,
-                cross_attention_cache=cross_cache[:, i],
-                cross_attention_cache_update_index=cross_cache_update_index,
-            )
-            self_caches.append(layer_self_cache)
-            cross_caches.append(layer_cross_cache)
-        logits = embedding.token_embedding(x, reverse=True)[:, 0]  # (B, V)
-        logits = tf.where(tf.range(VOCABULARY_SIZE) == 0, -1e9, logits)
-        next_ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        return next_ids, tf.stack(self_caches, axis=1), tf.stack(cross_caches, axis=1)
-
-    def generate(encoder_token_ids):
-        batch_size, source_length = encoder_token_ids.shape
-        padding_mask = encoder_token_ids != 0
-        x = hub["encoder_embedding"](encoder_token_ids)
-        for layer in hub["encoder_layers"]:
-            x = layer(x, padding_mask=padding_mask)
-        cache_shape = (batch_size, NUM_LAYERS, 2, new_tokens, NUM_HEADS, head_dim)
-        cross_shape = (batch_size, NUM_LAYERS, 2, source_length, NUM_HEADS, head_dim)
-        next_ids, self_cache, cross_cache = call_with_cache(
-            tf.fill((batch_size,), START), 0, x, padding_mask,
-            tf.zeros(cache_shape), tf.zeros(cross_shape), 0,
-        )
-        tokens = tf.zeros((batch_size, new_tokens), tf.int32)
-        tokens = tf.where(tf.range(new_tokens) == 0, next_ids[:, None], tokens)
-
-        def body(index, token_ids, tokens, self_cache):
-            next_ids, self_cache, _ = call_with_cache(
-                token_ids, index, x, padding_mask, self_cache, cross_cache, None
-            )
-            tokens = tf.where(tf.range(new_tokens) == index, next_ids[:, None], tokens)
-            return index + 1, next_ids, tokens, self_cache
-
-        return tf.while_loop(
-            lambda index, *_: index < new_tokens, body, (1, next_ids, tokens, self_cache)
-        )[2]
-
-    return tf.function(generate, jit_compile=True)
 
 
 def last_logits_function(model: keras.Model):
@@ -425,7 +355,11 @@ def main() -> None:
             len(RESERVED_TOKENS), VOCABULARY_SIZE, (batch_size, args.source_length), dtype="int32"
         )
         source[:, -1] = END_ID  # as the Translator and the SavedModel end a sentence
-        hub_greedy = keras_hub_greedy_function(hub, args.new_tokens)
+        hub_greedy = keras_hub_greedy_function(
+            hub, args.new_tokens, lambda x: hub["decoder_embedding"].token_embedding(
+                x, reverse=True
+            ), START,
+        )
         ours = greedy_search(model, source, **settings)[0].numpy()
         hub_tokens = hub_greedy(tf.constant(source)).numpy()
         uncached_tokens = uncached_greedy(last_logits, source, min(args.new_tokens, 8))

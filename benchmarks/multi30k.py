@@ -15,11 +15,13 @@ decoding need a `Seq2SeqTransformer`. Its own loop gets the same treatment:
 the same vocabularies (learned the same way), batches (`batch_size` or
 `batch_tokens`), optimizer, budget, validation sample and evaluation points
 (every `--validation-steps`, every epoch end and the budget's stop), and the
-model of the best validation BLEU is the one tested. One difference, in the
-anchor's favour: its greedy decoding reruns the whole prefix each step (no
-cache), several times slower than ours, so its validation time is left out
-of its budget, while ours counts as `--max-time` does (from the first step,
-validation included). It therefore trains a few more steps.
+model of the best validation BLEU is the one tested. Its validation decodes
+with KerasHub's own caches (`keras_hub_anchor.keras_hub_greedy_function`, XLA,
+as `generate` does), in the same sorted, length-bucketed batches as ours, and
+counts in its budget as ours does.
+
+Both report, for every validation, the step and the seconds since training
+began, so the validation curves compare at equal CPU time (time to BLEU).
 
     python benchmarks/multi30k.py                       # both models, 25 minutes each
     python benchmarks/multi30k.py --models ours --budget-minutes 5
@@ -39,10 +41,11 @@ import time
 from pathlib import Path
 
 import keras
-import keras_hub
 import numpy as np
 import sacrebleu
 import tensorflow as tf
+
+from keras_hub_anchor import keras_hub_greedy_function, keras_hub_layers
 
 import keras_transformer as kt
 from keras_transformer import translation
@@ -58,19 +61,22 @@ from keras_transformer.data import (
     train_vocabulary,
 )
 from keras_transformer.translation.config import RECIPES
-from keras_transformer.translation.validation import moving_average_weights, validation_sample
+from keras_transformer.translation.validation import (
+    moving_average_weights,
+    read_training_file,
+    validation_sample,
+)
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "multi30k"
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Stops `fit` after the first batch that ends past the budget (as the
-    trainer's `max_time`), not counting the seconds `excluded()` returns."""
+    """Stops `fit` after the first batch that ends past the budget, as the
+    trainer's `max_time` does (validation counts)."""
 
-    def __init__(self, seconds: float, excluded):
+    def __init__(self, seconds: float):
         super().__init__()
         self.seconds = seconds
-        self.excluded = excluded
         self.steps = 0
 
     def on_train_begin(self, logs=None):
@@ -78,7 +84,7 @@ class TimeBudget(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.steps += 1
-        if time.perf_counter() - self.started - self.excluded() > self.seconds:
+        if time.perf_counter() - self.started > self.seconds:
             self.model.stop_training = True
 
 
@@ -94,9 +100,12 @@ class BestByValidationBleu(keras.callbacks.Callback):
         self.sources = [source for source, _ in pairs]
         self.references = [reference for _, reference in pairs]
         self.every_steps = every_steps
-        self.evaluations = []  # (step, bleu)
+        self.evaluations = []  # (step, bleu, seconds since training began)
         self.best_weights = None
         self.seconds = 0.0
+
+    def on_train_begin(self, logs=None):
+        self.started = time.perf_counter()
 
     def _step(self):
         return int(self.model.optimizer.iterations.numpy())
@@ -105,11 +114,13 @@ class BestByValidationBleu(keras.callbacks.Callback):
         started = time.perf_counter()
         with moving_average_weights(self.model):
             bleu = sacrebleu.corpus_bleu(self.decode(self.sources), [self.references]).score
-            if not self.evaluations or bleu >= max(score for _, score in self.evaluations):
+            if not self.evaluations or bleu >= max(item[1] for item in self.evaluations):
                 self.best_weights = self.model.get_weights()
-        self.evaluations.append((self._step(), bleu))
-        self.seconds += time.perf_counter() - started
-        print(f"  validation BLEU {bleu:.2f} at step {self._step()}")
+        now = time.perf_counter()
+        self.evaluations.append((self._step(), bleu, now - self.started))
+        self.seconds += now - started
+        print(f"  validation BLEU {bleu:.2f} at step {self._step()}, "
+              f"{now - self.started:.0f} s")
 
     def on_train_batch_end(self, batch, logs=None):
         if self.every_steps and self._step() % self.every_steps == 0:
@@ -125,62 +136,53 @@ class BestByValidationBleu(keras.callbacks.Callback):
 
 
 def keras_hub_model(source_vocabulary_size, target_vocabulary_size, config):
-    """The anchor: the keras.io English-Spanish example's model, sized like ours."""
+    """The anchor: the keras.io English-Spanish example's model, sized like
+    ours, and its parts (`keras_hub_layers`, plus the "logits" Dense)."""
+    hub = keras_hub_layers(
+        source_vocabulary_size, target_vocabulary_size, num_layers=config.num_layers,
+        hidden_dim=config.hidden_dim, num_heads=config.num_heads,
+        intermediate_dim=config.intermediate_dim,
+        max_sequence_length=config.max_sequence_length, dropout=config.dropout, mask_zero=True,
+    )
+    hub["logits"] = keras.layers.Dense(target_vocabulary_size, name="logits")
     encoder_ids = keras.Input((None,), dtype="int32", name="encoder_token_ids")
     decoder_ids = keras.Input((None,), dtype="int32", name="decoder_token_ids")
-    x = keras_hub.layers.TokenAndPositionEmbedding(
-        source_vocabulary_size, config.max_sequence_length, config.hidden_dim, mask_zero=True
-    )(encoder_ids)
-    for _ in range(config.num_layers):
-        x = keras_hub.layers.TransformerEncoder(
-            config.intermediate_dim, config.num_heads, dropout=config.dropout
-        )(x)
-    encoded = x
-    y = keras_hub.layers.TokenAndPositionEmbedding(
-        target_vocabulary_size, config.max_sequence_length, config.hidden_dim, mask_zero=True
-    )(decoder_ids)
-    for _ in range(config.num_layers):
-        y = keras_hub.layers.TransformerDecoder(
-            config.intermediate_dim, config.num_heads, dropout=config.dropout
-        )(y, encoded)
-    logits = keras.layers.Dense(target_vocabulary_size, name="logits")(y)
-    return keras.Model({"encoder_token_ids": encoder_ids, "decoder_token_ids": decoder_ids}, logits)
-
-
-def greedy_recompute(model, encoder_token_ids, max_length):
-    """Greedy decoding that reruns the whole prefix each step (for the anchor)."""
-    predict = tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)
-    batch_size = encoder_token_ids.shape[0]
-    decoder_ids = np.full((batch_size, 1), START_ID, "int32")
-    finished = np.zeros(batch_size, bool)
-    for _ in range(max_length):
-        logits = predict({"encoder_token_ids": encoder_token_ids, "decoder_token_ids": decoder_ids})
-        next_ids = np.argmax(logits[:, -1, 1:], axis=-1).astype("int32") + 1  # never padding
-        next_ids = np.where(finished, 0, next_ids)
-        decoder_ids = np.concatenate([decoder_ids, next_ids[:, None]], axis=1)
-        finished |= next_ids == END_ID
-        if finished.all():
-            break
-    return decoder_ids[:, 1:]
+    x = hub["encoder_embedding"](encoder_ids)
+    for layer in hub["encoder_layers"]:
+        x = layer(x)
+    y = hub["decoder_embedding"](decoder_ids)
+    for layer in hub["decoder_layers"]:
+        y = layer(y, x)
+    inputs = {"encoder_token_ids": encoder_ids, "decoder_token_ids": decoder_ids}
+    return keras.Model(inputs, hub["logits"](y)), hub
 
 
 def encode_sources(tokenizer, texts, max_length):
-    """Source ids as the pipeline packs them: tokens, then END, padded with 0."""
+    """Source ids as the pipeline packs them: tokens, then END, padded with 0
+    to a multiple of 8 (as `Translator` does, so XLA compiles few shapes)."""
     rows = tokenizer.tokenize(texts)
     if isinstance(rows, tf.RaggedTensor):
         rows = rows.to_list()
     rows = [list(row[: max_length - 1]) + [END_ID] for row in rows]
-    ids = np.zeros((len(rows), max(map(len, rows))), "int32")
+    length = min(-(-max(map(len, rows)) // 8) * 8, max_length)
+    ids = np.zeros((len(rows), length), "int32")
     for index, row in enumerate(rows):
         ids[index, : len(row)] = row
     return ids
 
 
-def translate(decode, tokenizer, source_tokenizer, sources, max_length, batch_size=100):
-    hypotheses = []
-    for first in range(0, len(sources), batch_size):
-        ids = encode_sources(source_tokenizer, sources[first : first + batch_size], max_length)
-        hypotheses += detokenize(tokenizer, np.asarray(decode(ids)))
+def translate(decode, tokenizer, source_tokenizer, sources, max_length, batch_size=64):
+    """Decodes in batches of similar lengths, as `Translator` does, the
+    last one filled up to `batch_size` rows with copies."""
+    order = sorted(range(len(sources)), key=lambda row: len(sources[row]))
+    hypotheses = [None] * len(sources)
+    for first in range(0, len(order), batch_size):
+        rows = order[first : first + batch_size]
+        filled = rows + [rows[-1]] * (batch_size - len(rows))
+        ids = encode_sources(source_tokenizer, [sources[row] for row in filled], max_length)
+        decoded = detokenize(tokenizer, np.asarray(decode(ids))[: len(rows)])
+        for row, hypothesis in zip(rows, decoded):
+            hypotheses[row] = hypothesis
     return hypotheses
 
 
@@ -190,6 +192,22 @@ def scores(hypotheses, references):
         "BLEU lowercased": sacrebleu.corpus_bleu(hypotheses, [references], lowercase=True).score,
         "chrF": sacrebleu.corpus_chrf(hypotheses, [references]).score,
     }
+
+
+def print_time_to_bleu(curves: dict) -> None:
+    """Each model's validation curve, and the training minutes (validation
+    included) it took to first reach each validation BLEU threshold."""
+    for name, curve in curves.items():
+        points = ", ".join(f"{bleu:.1f} @ {step} ({seconds / 60:.1f} min)"
+                           for step, bleu, seconds in curve)
+        print(f"{name} validation BLEU: {points}")
+    print(f"{'minutes to validation BLEU':<28}" + "".join(f"{name:>12}" for name in curves))
+    for threshold in (20, 30, 35, 40, 42, 44, 46, 48):
+        cells = []
+        for curve in curves.values():
+            reached = [seconds for _, bleu, seconds in curve if bleu >= threshold]
+            cells.append(f"{min(reached) / 60:12.1f}" if reached else f"{'-':>12}")
+        print(f"{'>= ' + str(threshold):<28}" + "".join(cells))
 
 
 def parse_config(recipe: str, assignments: list[str]):
@@ -229,7 +247,11 @@ def train_ours(args, config, output_dir):
         max_time=args.budget_minutes,
         verbose=2,
     )
-    return translator, translation.training_summary(output_dir)
+    curve = [
+        (item["step"], item["bleu"], item["seconds"])
+        for item in read_training_file(Path(output_dir))["evaluations"]
+    ]
+    return translator, translation.training_summary(output_dir), curve
 
 
 def train_anchor(args, config, vocabularies, train, validation):
@@ -247,7 +269,7 @@ def train_anchor(args, config, vocabularies, train, validation):
     )
     counts = token_counts(dataset)
     print(f"padding fraction of the train batches: {counts['padding'] / counts['positions']:.1%}")
-    model = keras_hub_model(source.vocabulary_size(), target.vocabulary_size(), config)
+    model, hub = keras_hub_model(source.vocabulary_size(), target.vocabulary_size(), config)
     model.compile(
         optimizer=kt.training.transformer_adam(**config.optimizer_kwargs()),
         loss=kt.training.MaskedSparseCategoricalCrossentropy(config.label_smoothing),
@@ -258,27 +280,26 @@ def train_anchor(args, config, vocabularies, train, validation):
     )
     max_length = config.max_sequence_length
 
+    greedy = keras_hub_greedy_function(hub, max_length, hub["logits"], START_ID, END_ID)
+
     def decode(sources):
-        return translate(
-            lambda ids: greedy_recompute(model, ids, max_length), target, source, sources,
-            max_length,
-        )
+        return translate(greedy, target, source, sources, max_length)
 
     sample = validation_sample(validation, args.validation_bleu_sentences, config.seed)
     selection = BestByValidationBleu(decode, sample, args.validation_steps)
-    budget = TimeBudget(args.budget_minutes * 60, lambda: selection.seconds)
+    budget = TimeBudget(args.budget_minutes * 60)
     print(f"{model.count_params():,} parameters")
     model.fit(
         dataset.repeat(), epochs=10_000, steps_per_epoch=counts["batches"],
         callbacks=[budget, selection], verbose=2,
     )
-    best = max(selection.evaluations, key=lambda item: item[1], default=None)
+    best = max(selection.evaluations, key=lambda item: item[1])
     summary = (
         f"{budget.steps} steps ({budget.steps / counts['batches']:.2f} epochs), "
-        f"{len(selection.evaluations)} validations in {selection.seconds:.0f} s (outside "
+        f"{len(selection.evaluations)} validations in {selection.seconds:.0f} s (inside "
         f"its budget); best validation BLEU {best[1]:.2f} at step {best[0]}"
     )
-    return model, summary, source, target
+    return greedy, summary, source, target, selection.evaluations
 
 
 def main() -> None:
@@ -310,7 +331,7 @@ def main() -> None:
     sources = [source for source, _ in test]
     references = [target for _, target in test]
     max_length = config.max_sequence_length
-    results, summaries = {}, {}
+    results, summaries, curves = {}, {}, {}
 
     for name in args.models.split(","):
         if name not in ("ours", "keras_hub"):
@@ -321,7 +342,7 @@ def main() -> None:
         decoders = {}
         if name == "ours":
             output_dir = args.output_dir or Path(tempfile.mkdtemp(prefix="multi30k-ours-"))
-            translator, summaries[name] = train_ours(args, config, output_dir)
+            translator, summaries[name], curves[name] = train_ours(args, config, output_dir)
             print(f"run directory {output_dir}")
             model = translator.model
             source_tokenizer = translator.source_tokenizer
@@ -341,10 +362,10 @@ def main() -> None:
                     (0, config.source_vocabulary_size), (1, config.target_vocabulary_size)
                 )
             ]
-            model, summaries[name], source_tokenizer, target_tokenizer = train_anchor(
-                args, config, vocabularies, train, validation
-            )
-            decoders["greedy"] = lambda ids: greedy_recompute(model, ids, max_length)
+            (
+                decoders["greedy"], summaries[name], source_tokenizer, target_tokenizer,
+                curves[name],
+            ) = train_anchor(args, config, vocabularies, train, validation)
         print(f"{name}: {summaries[name]} ({time.perf_counter() - started:.0f} s in all)")
         for decoding, decode in decoders.items():
             started = time.perf_counter()
@@ -363,6 +384,7 @@ def main() -> None:
     print(f"{'model, decoding':<24} {'BLEU':>6} {'BLEU lc':>8} {'chrF':>6}")
     for name, values in results.items():
         print(f"{name:<24} {values['BLEU']:6.1f} {values['BLEU lowercased']:8.1f} {values['chrF']:6.1f}")
+    print_time_to_bleu(curves)
     print(f"recipe: {dataclasses.asdict(config)}")
 
 

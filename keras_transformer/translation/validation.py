@@ -84,11 +84,15 @@ def moving_average_weights(model: keras.Model) -> Iterator[None]:
 
 @dataclasses.dataclass
 class Evaluation:
-    """One validation BLEU: after global step `step`, in 1-based epoch `epoch`."""
+    """One validation BLEU: after global step `step`, in 1-based epoch `epoch`,
+    `seconds` after training began in the process that scored it (the
+    evaluation's own time included; a resumed run counts from 0 again, and
+    records written before this field have None)."""
 
     step: int
     epoch: int
     bleu: float
+    seconds: float | None = None
 
 
 def best_evaluation(evaluations: list[Evaluation]) -> Evaluation | None:
@@ -199,8 +203,10 @@ class ValidationBleu(keras.callbacks.Callback):
         self.patience = patience
         self.evaluations = []
         self._writer = None
+        self._started = time.monotonic()
 
     def on_train_begin(self, logs=None):
+        self._started = time.monotonic()
         step = self._step()
         self.evaluations = [
             Evaluation(**values)
@@ -236,7 +242,9 @@ class ValidationBleu(keras.callbacks.Callback):
     def record(self, bleu: float) -> Evaluation:
         """Records a BLEU score of the model as it is now: the best checkpoint,
         training.json, the summary, early stopping."""
-        evaluation = Evaluation(self._step(), self.backup.epoch + 1, float(bleu))
+        evaluation = Evaluation(
+            self._step(), self.backup.epoch + 1, float(bleu), time.monotonic() - self._started
+        )
         self.evaluations.append(evaluation)
         if best_evaluation(self.evaluations) is evaluation:
             with atomic_file(self.run_dir / CHECKPOINT_DIR / BEST_CHECKPOINT) as temporary:

@@ -203,6 +203,8 @@ def test_the_best_checkpoint_follows_bleu_and_early_stopping_counts_evaluations(
     assert best_mark() == 4 and backup.stop_reason == "early_stopping"
     saved = json.loads((tmp_path / "training.json").read_text())["evaluations"]
     assert [item["bleu"] for item in saved] == [10.0, 12.5, 11.0, 12.5]
+    seconds = [item["seconds"] for item in saved]  # since training began, rising
+    assert seconds == sorted(seconds) and 0 <= seconds[0] and seconds[-1] < 60
 
     # A run resumed from step 2 drops the evaluations after it, to repeat them.
     model.optimizer.iterations.assign(2)
