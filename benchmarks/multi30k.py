@@ -60,6 +60,7 @@ from keras_transformer.data import (
     token_counts,
     train_vocabulary,
 )
+from keras_transformer.training import resolve_dtype_policy
 from keras_transformer.translation.config import RECIPES
 from keras_transformer.translation.validation import (
     moving_average_weights,
@@ -137,14 +138,21 @@ class BestByValidationBleu(keras.callbacks.Callback):
 
 def keras_hub_model(source_vocabulary_size, target_vocabulary_size, config):
     """The anchor: the keras.io English-Spanish example's model, sized like
-    ours, and its parts (`keras_hub_layers`, plus the "logits" Dense)."""
-    hub = keras_hub_layers(
-        source_vocabulary_size, target_vocabulary_size, num_layers=config.num_layers,
-        hidden_dim=config.hidden_dim, num_heads=config.num_heads,
-        intermediate_dim=config.intermediate_dim,
-        max_sequence_length=config.max_sequence_length, dropout=config.dropout, mask_zero=True,
-    )
-    hub["logits"] = keras.layers.Dense(target_vocabulary_size, name="logits")
+    ours, and its parts (`keras_hub_layers`, plus the "logits" Dense), under
+    the config's dtype policy with float32 logits, as ours."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(config.dtype_policy)
+    try:
+        hub = keras_hub_layers(
+            source_vocabulary_size, target_vocabulary_size, num_layers=config.num_layers,
+            hidden_dim=config.hidden_dim, num_heads=config.num_heads,
+            intermediate_dim=config.intermediate_dim,
+            max_sequence_length=config.max_sequence_length, dropout=config.dropout,
+            mask_zero=True,
+        )
+    finally:
+        keras.config.set_dtype_policy(previous)
+    hub["logits"] = keras.layers.Dense(target_vocabulary_size, dtype="float32", name="logits")
     encoder_ids = keras.Input((None,), dtype="int32", name="encoder_token_ids")
     decoder_ids = keras.Input((None,), dtype="int32", name="decoder_token_ids")
     x = hub["encoder_embedding"](encoder_ids)
@@ -227,7 +235,8 @@ def parse_config(recipe: str, assignments: list[str]):
             config = dataclasses.replace(config, **{key: parsed})
         except ValueError as error:  # the config's own check, e.g. an unknown tokenizer
             raise SystemExit(f"--set {key}: {error}") from None
-    return config
+    # Both models train under the policy that "auto" picks for this machine.
+    return dataclasses.replace(config, dtype_policy=resolve_dtype_policy(config.dtype_policy))
 
 
 def train_ours(args, config, output_dir):

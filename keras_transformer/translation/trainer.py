@@ -30,6 +30,7 @@ from keras_transformer.files import atomic_file
 from keras_transformer.models import Seq2SeqTransformer, build_seq2seq_transformer
 from keras_transformer.training import (
     MaskedSparseCategoricalCrossentropy,
+    resolve_dtype_policy,
     transformer_adam,
 )
 from keras_transformer.translation.backup import (
@@ -179,6 +180,7 @@ def _prepare_run_dir(
         name
         for name, value in dataclasses.asdict(config).items()
         if name not in _RESUMABLE_CHANGES and getattr(previous, name) != value
+        and not (name == "dtype_policy" and value == "auto")  # the run's own resolution
     )
     if previous_direction != direction:
         changed.append("direction")
@@ -250,9 +252,14 @@ def _vocabularies(
 def _build_model(config: TranslationConfig) -> Seq2SeqTransformer:
     """The compiled model of a config (a `tf.distribute` strategy scope can
     wrap this call: it creates every variable of the model and optimizer)."""
-    model = build_seq2seq_transformer(
-        config.source_vocabulary_size, config.target_vocabulary_size, **config.model_kwargs()
-    )
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(config.dtype_policy)  # every layer's, saved with it
+    try:
+        model = build_seq2seq_transformer(
+            config.source_vocabulary_size, config.target_vocabulary_size, **config.model_kwargs()
+        )
+    finally:
+        keras.config.set_dtype_policy(previous)
     model.compile(
         optimizer=transformer_adam(**config.optimizer_kwargs()),
         loss=MaskedSparseCategoricalCrossentropy(label_smoothing=config.label_smoothing),
@@ -458,6 +465,12 @@ def train(
     if not splits["validation"] or not splits["test"]:
         raise DataError(f"{data}: too few sentence pairs to hold out validation and test splits.")
     previous = _prepare_run_dir(run_dir, config, direction)
+    config = dataclasses.replace(  # "auto" resolves once, on the machine that starts the run
+        config,
+        dtype_policy=previous.dtype_policy
+        if previous is not None and config.dtype_policy == "auto"
+        else resolve_dtype_policy(config.dtype_policy),
+    )
     keras.utils.set_random_seed(config.seed)
 
     source_vocabulary, target_vocabulary = _vocabularies(

@@ -121,3 +121,14 @@ def test_imported_model_fields_default_to_the_paper_for_old_config_files():
 def test_imported_model_fields_are_checked(field, value, message):
     with pytest.raises(ValueError, match=message):
         TranslationConfig(**{field: value})
+
+
+def test_dtype_policy_defaults_to_float32_and_is_checked():
+    values = dataclasses.asdict(RECIPES["small"])
+    del values["dtype_policy"]  # a config.json written before the field existed
+    assert TranslationConfig.from_dict(values).dtype_policy == "float32"
+    assert "dtype_policy" not in TranslationConfig().model_kwargs()
+    assert RECIPES["small"].dtype_policy == "auto" and RECIPES["tiny"].dtype_policy == "float32"
+    with pytest.raises(ValueError, match=r"`dtype_policy` must be one of \['auto', 'float32', "
+                       r"'mixed_bfloat16'\]\. Received: dtype_policy='mixed_float16'"):
+        TranslationConfig(dtype_policy="mixed_float16")

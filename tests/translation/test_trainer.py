@@ -4,6 +4,7 @@ import keras
 import pytest
 
 from keras_transformer.data import DataError, PAPER_EXAMPLE
+from keras_transformer.training import precision
 from keras_transformer.translation import TrainingDivergedError, load_splits, train
 
 
@@ -103,3 +104,30 @@ def test_training_that_diverges_stops_with_a_clear_error(tiny_files, tmp_path):
     with pytest.raises(TrainingDivergedError, match="NaN or infinite loss.*epoch 1.*not written"):
         train(str(config), tmp_path / "run", data=corpus, verbose=0, callbacks=[PoisonWeights()])
     assert not (tmp_path / "run" / "model.keras").exists()
+
+
+def test_auto_precision_resolves_once_and_the_run_trains_saves_and_translates_under_it(
+    tiny_files, tmp_path, monkeypatch
+):
+    corpus, tiny_config = tiny_files
+    config = tmp_path / "config.json"
+    values = json.loads(tiny_config.read_text())
+    config.write_text(json.dumps({**values, "dtype_policy": "auto"}))
+    run_dir = tmp_path / "run"
+    monkeypatch.setattr(precision, "cpu_has_bfloat16_matmul", lambda: True)
+    translator = train(str(config), run_dir, data=corpus, verbose=0)
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    assert json.loads((run_dir / "config.json").read_text())["dtype_policy"] == "mixed_bfloat16"
+    model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    assert model.parts_compute_dtype == "bfloat16"
+    assert all(weight.dtype == "float32" for weight in model.weights)  # master weights
+    ids = keras.ops.ones((2, 5), "int32")
+    logits = model({"encoder_token_ids": ids, "decoder_token_ids": ids})
+    assert keras.backend.standardize_dtype(logits.dtype) == "float32"
+    assert len(translator.translate([PAPER_EXAMPLE[0], "Il est grand."])) == 2
+
+    # Continued elsewhere, "auto" keeps the policy the run started with.
+    monkeypatch.setattr(precision, "cpu_has_bfloat16_matmul", lambda: False)
+    translator = train(str(config), run_dir, data=corpus, epochs=2, verbose=0)
+    assert translator.model.parts_compute_dtype == "bfloat16"
+    assert json.loads((run_dir / "config.json").read_text())["epochs"] == 2
