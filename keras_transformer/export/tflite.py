@@ -190,6 +190,10 @@ def export_tflite(
       (N, V) of the next token and the updated `self_attention_cache_{i}`.
       For clients that run their own loop (sampling, constrained decoding).
 
+    A model trained under a mixed precision policy is exported in float32
+    (`Seq2SeqTransformer.float32_copy`: the same float32 weights), as
+    TFLite has no bfloat16 kernels.
+
     Quantization: "float16" stores weights as float16 (about half the size);
     "dynamic_range" stores weights as int8 with one scale per tensor and
     quantizes activations on the fly (about a quarter; the tied target
@@ -224,6 +228,9 @@ def export_tflite(
         )
     check_positive_int("batch_size", batch_size)
     model = check_seq2seq_model(model, "Export")
+    if model.parts_compute_dtype != "float32":
+        # TFLite has no bfloat16 kernels; mixed precision keeps float32 weights.
+        model = model.float32_copy()
     check_decoding(decoding, beam_size, length_penalty, model.target_vocabulary_size)
     max_input_length, max_output_length = check_lengths(
         model, max_input_length, max_output_length

@@ -410,6 +410,32 @@ class Seq2SeqTransformer(keras.Model):
 
     # --- serialization --------------------------------------------------------
 
+    @property
+    def parts_compute_dtype(self) -> str:
+        """The dtype the embeddings and blocks compute in ("float32", or
+        "bfloat16" under `mixed_bfloat16`); "mixed" if they differ."""
+        parts = (self.encoder_embedding, self.encoder, self.decoder_embedding, self.decoder)
+        dtypes = {part.compute_dtype for part in parts}
+        return dtypes.pop() if len(dtypes) == 1 else "mixed"
+
+    def float32_copy(self) -> "Seq2SeqTransformer":
+        """This model computing in float32 everywhere, with a copy of its
+        weights (float32 under a mixed policy, so nothing is rounded): what a
+        model trained in mixed precision exports as where 16-bit math cannot
+        run (TFLite) or should not (a reference decoding)."""
+        def float32(value):
+            if isinstance(value, dict):
+                if value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
+                    return "float32"
+                return {key: float32(item) for key, item in value.items()}
+            if isinstance(value, list):
+                return [float32(item) for item in value]
+            return value
+
+        copy = type(self).from_config(float32(self.get_config()))
+        copy.set_weights(self.get_weights())
+        return copy
+
     def get_config(self):
         shared = self.decoder_embedding is self.encoder_embedding
         return {

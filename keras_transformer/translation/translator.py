@@ -66,7 +66,9 @@ class Translator:
             is exported on first use and cached (see `litert_loop`).
             "auto" (default): "litert" for requests of at most
             `LITERT_MAX_SENTENCES` sentences when the Keras backend is
-            TensorFlow and LiteRT is installed, else "xla". Both give the
+            TensorFlow, LiteRT is installed and the model computes in
+            float32, else "xla" (a `mixed_bfloat16` model decodes in
+            bfloat16 with "xla" only: the exported loop is float32). Both give the
             same translations (tested); the choice is logged at INFO level
             (the CLI's `--verbose`). `translate_n_best` always uses "xla".
 
@@ -104,6 +106,13 @@ class Translator:
         self.backend = backend
         if backend == "litert":
             import_optional("ai_edge_litert.interpreter", "export", "The LiteRT backend")
+            if model.parts_compute_dtype != "float32":
+                raise ValueError(
+                    "backend='litert' runs the float32 loop of `export_tflite`; this model "
+                    f"computes in {model.parts_compute_dtype} (a mixed precision policy), "
+                    "and the LiteRT loop would translate differently. Use backend='xla' "
+                    "or 'auto'."
+                )
         self._litert_loops = {}  # beam size (1 = greedy) -> LiteRTLoop
         # The tokens of the ids, for `cross_attention`.
         self.source_vocabulary = self.source_tokenizer.get_vocabulary()
@@ -144,7 +153,11 @@ class Translator:
         "xla" or "litert" (see the constructor's `backend`)."""
         if self.backend != "auto":
             return self.backend
-        if num_sentences > LITERT_MAX_SENTENCES or keras.backend.backend() != "tensorflow":
+        if (
+            num_sentences > LITERT_MAX_SENTENCES
+            or keras.backend.backend() != "tensorflow"
+            or self.model.parts_compute_dtype != "float32"
+        ):
             return "xla"
         try:
             import ai_edge_litert.interpreter  # noqa: F401

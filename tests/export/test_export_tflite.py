@@ -3,14 +3,17 @@ the encode / decode_step signatures, and the quantized variants' accuracy
 and size on a trained tiny translator."""
 
 import io
+import json
 from contextlib import redirect_stdout
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 from tensorflow.lite.tools import flatbuffer_utils
 
+from keras_transformer import build_seq2seq_transformer
 from keras_transformer.data import END_ID, START_ID, detokenize
 from keras_transformer.decoding import greedy_search
 from keras_transformer.export import export_tflite
@@ -176,3 +179,25 @@ def test_tied_embedding_is_stored_once(translator, tflite_paths, quantization):
 def test_rejects_unknown_quantization(translator, tmp_path):
     with pytest.raises(ValueError, match="quantization"):
         export_tflite(translator.model, tmp_path / "model.tflite", quantization="int4")
+
+
+def test_a_mixed_bfloat16_model_exports_as_its_float32_copy(translator, test_ids, tmp_path):
+    config = json.loads((translator.run_dir / "config.json").read_text())
+    sizes = ("num_layers", "hidden_dim", "num_heads", "intermediate_dim", "max_sequence_length")
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        mixed = build_seq2seq_transformer(
+            translator.model.source_vocabulary_size, translator.model.target_vocabulary_size,
+            **{name: config[name] for name in sizes},
+        )
+    finally:
+        keras.config.set_dtype_policy("float32")
+    mixed.set_weights(translator.model.get_weights())
+    assert mixed.parts_compute_dtype == "bfloat16"
+    path = export_tflite(
+        mixed, tmp_path / "mixed.tflite",
+        max_input_length=MAX_INPUT_LENGTH, max_output_length=MAX_OUTPUT_LENGTH,
+    )
+    # The same float32 weights: the tokens of the float32 model.
+    expected = _keras_greedy(translator.model, test_ids)
+    np.testing.assert_array_equal(_translate(path, test_ids), expected)

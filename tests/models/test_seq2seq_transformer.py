@@ -327,6 +327,30 @@ def test_mixed_precision_with_a_fully_padded_row(batch, dtype_policy, variant):
     assert np.isfinite(to_numpy(model(inputs(source, target)))).all()
 
 
+@pytest.mark.parametrize("tie_embeddings", [True, False])
+def test_float32_copy_of_a_bfloat16_model_keeps_the_weights(batch, tie_embeddings):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = build(num_layers=1, tie_embeddings=tie_embeddings)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert model.parts_compute_dtype == "bfloat16"
+    copy = model.float32_copy()
+    assert copy.parts_compute_dtype == "float32" and copy is not model
+    assert {layer.compute_dtype for layer in copy._flatten_layers()} == {"float32"}
+    for ours, theirs in zip(model.weights, copy.weights, strict=True):
+        assert ours.path == theirs.path
+        np.testing.assert_array_equal(to_numpy(ours), to_numpy(theirs))
+    source, target = batch
+    reference = build(num_layers=1, tie_embeddings=tie_embeddings)  # float32 from the start
+    reference.set_weights(model.get_weights())
+    np.testing.assert_array_equal(logits(copy, source, target), logits(reference, source, target))
+    # bfloat16 math rounds: the mixed model's logits are close, not equal.
+    assert np.abs(logits(model, source, target) - logits(copy, source, target)).max() < 0.1
+    assert build(num_layers=1).parts_compute_dtype == "float32"
+
+
 def copy_task_dataset(rng, count=48, batch_size=16):
     source = random_ids(rng, rng.integers(2, 7, count), 6, SOURCE_VOCABULARY)
     target = np.minimum(source, TARGET_VOCABULARY - 1)

@@ -8,11 +8,11 @@ import keras
 import numpy as np
 import pytest
 
-from keras_transformer import cli
+from keras_transformer import build_seq2seq_transformer, cli
 from keras_transformer.optional import MissingExtraError
 from keras_transformer.translation import Translator
 from keras_transformer.translation.litert_loop import CACHE_DIR
-from keras_transformer.translation.run_directory import read_test_split
+from keras_transformer.translation.run_directory import load_run, read_test_split
 from keras_transformer.translation.translator import LITERT_MAX_SENTENCES
 
 pytest.importorskip("ai_edge_litert")
@@ -105,3 +105,23 @@ def test_cli_backend_flag_and_verbose_choice(run_copy, capsys):
     assert captured.out == Translator.from_run_dir(run_copy, "xla").translate([text], 1)[0] + "\n"
     assert expected.strip()
     assert "decoding 1 sentences with the litert backend (--backend auto)" in captured.err
+
+
+def test_a_bfloat16_model_decodes_with_xla_and_refuses_the_float32_loop(run_copy, sources):
+    run = load_run(run_copy)
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = build_seq2seq_transformer(
+            run.config.source_vocabulary_size, run.config.target_vocabulary_size,
+            **run.config.model_kwargs(),
+        )
+    finally:
+        keras.config.set_dtype_policy("float32")
+    model.set_weights(run.model.get_weights())
+    vocabularies = (run.source_vocabulary, run.target_vocabulary)
+    translator = Translator(model, run.config, *vocabularies, direction=run.direction)
+    assert translator.choose_backend(1) == "xla"
+    assert len(translator.translate(sources[:1], beam_size=1)) == 1
+    with pytest.raises(ValueError, match=r"computes in bfloat16 \(a mixed precision "
+                       r"policy\).*Use backend='xla'"):
+        Translator(model, run.config, *vocabularies, direction=run.direction, backend="litert")
