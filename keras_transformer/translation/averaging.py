@@ -15,7 +15,7 @@ import numpy as np
 from keras_transformer.checks import check_positive_int
 from keras_transformer.files import atomic_file
 from keras_transformer.models import Seq2SeqTransformer, check_seq2seq_model
-from keras_transformer.translation.run_directory import CHECKPOINT_DIR, load_run
+from keras_transformer.translation.run_directory import CHECKPOINT_DIR, decoding_model, load_run
 from keras_transformer.translation.translator import Translator
 
 
@@ -108,7 +108,7 @@ def average_run(
     with atomic_file(output) as temporary:
         model.save(temporary)
     translator = Translator(
-        model, run.config, run.source_vocabulary, run.target_vocabulary, run.direction,
+        decoding_model(model), run.config, run.source_vocabulary, run.target_vocabulary, run.direction,
         run_dir=run.path,
     )
     return translator, checkpoints, output

@@ -127,7 +127,16 @@ def _load_model(run_dir: Path) -> Seq2SeqTransformer:
             "written by a keras_transformer from before the model object, or by other "
             "code. Train the run again with this version."
         )
-    return model
+    return decoding_model(model)
+
+
+def decoding_model(model: Seq2SeqTransformer) -> Seq2SeqTransformer:
+    """The model that translates and exports a trained model: the model, or
+    for one trained in mixed precision its float32 copy (the same float32
+    weights). On CPUs, XLA's bfloat16 decoding is no faster than float32 (26%
+    slower at batch 32 on a Sapphire Rapids, docs/performance.md) and
+    LiteRT has no bfloat16 kernels, so bfloat16 pays off in training only."""
+    return model if model.parts_compute_dtype == "float32" else model.float32_copy()
 
 
 def model_vocabulary_sizes(model: Seq2SeqTransformer) -> tuple[int, int]:

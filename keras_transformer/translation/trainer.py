@@ -51,6 +51,7 @@ from keras_transformer.translation.run_directory import (
     MODEL_FILE,
     VOCABULARY_FILES,
     Run,
+    decoding_model,
     load_run,
     read_run_config,
     write_run_config,
@@ -570,5 +571,6 @@ def train(
     write_training_file(run_dir, record)
     logging.info(training_summary(run_dir))
     return Translator(
-        final, config, source_vocabulary, target_vocabulary, direction, run_dir=run_dir
+        decoding_model(final), config, source_vocabulary, target_vocabulary, direction,
+        run_dir=run_dir,
     )

@@ -67,8 +67,10 @@ class Translator:
             "auto" (default): "litert" for requests of at most
             `LITERT_MAX_SENTENCES` sentences when the Keras backend is
             TensorFlow, LiteRT is installed and the model computes in
-            float32, else "xla" (a `mixed_bfloat16` model decodes in
-            bfloat16 with "xla" only: the exported loop is float32). Both give the
+            float32, else "xla" (a `mixed_bfloat16` model, as the trainer
+            validates it, decodes in bfloat16 with "xla" only: the exported
+            loop is float32; `from_run_dir` loads such a model as its float32
+            copy, `run_directory.decoding_model`). Both give the
             same translations (tested); the choice is logged at INFO level
             (the CLI's `--verbose`). `translate_n_best` always uses "xla".
 

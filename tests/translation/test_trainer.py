@@ -1,11 +1,12 @@
 import json
 
 import keras
+import numpy as np
 import pytest
 
 from keras_transformer.data import DataError, PAPER_EXAMPLE
 from keras_transformer.training import precision
-from keras_transformer.translation import TrainingDivergedError, load_splits, train
+from keras_transformer.translation import TrainingDivergedError, Translator, load_splits, train
 
 
 class Interrupt(Exception):
@@ -124,10 +125,16 @@ def test_auto_precision_resolves_once_and_the_run_trains_saves_and_translates_un
     ids = keras.ops.ones((2, 5), "int32")
     logits = model({"encoder_token_ids": ids, "decoder_token_ids": ids})
     assert keras.backend.standardize_dtype(logits.dtype) == "float32"
+    # The run translates and exports in float32, with the trained weights.
+    assert translator.model.parts_compute_dtype == "float32"
+    for trained, decoding in zip(model.weights, translator.model.weights, strict=True):
+        np.testing.assert_array_equal(trained.numpy(), decoding.numpy())
+    assert Translator.from_run_dir(run_dir).model.parts_compute_dtype == "float32"
     assert len(translator.translate([PAPER_EXAMPLE[0], "Il est grand."])) == 2
 
     # Continued elsewhere, "auto" keeps the policy the run started with.
     monkeypatch.setattr(precision, "cpu_has_bfloat16_matmul", lambda: False)
     translator = train(str(config), run_dir, data=corpus, epochs=2, verbose=0)
-    assert translator.model.parts_compute_dtype == "bfloat16"
+    resumed = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    assert resumed.parts_compute_dtype == "bfloat16"
     assert json.loads((run_dir / "config.json").read_text())["epochs"] == 2
