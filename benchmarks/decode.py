@@ -77,9 +77,18 @@ GREEDY_SPEEDUP_TARGETS = {1: 3.0, 32: 2.0}
 BEAM_COST_TARGET = 2.5
 
 
-def build_models() -> tuple[keras.Model, dict]:
+def build_models(dtype_policy: str = "float32") -> tuple[keras.Model, dict]:
     """Our model (learned positions, as KerasHub's) and KerasHub layers
-    holding the same weights."""
+    holding the same weights, both under `dtype_policy`."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype_policy)
+    try:
+        return _build_models()
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _build_models() -> tuple[keras.Model, dict]:
     model = build_seq2seq_transformer(
         VOCABULARY_SIZE,
         VOCABULARY_SIZE,
@@ -334,10 +343,15 @@ def main() -> None:
     parser.add_argument("--no-tflite", action="store_true", help="skip the exported runs")
     parser.add_argument("--no-user-paths", action="store_true",
                         help="skip the batch-1 SavedModel and Translator runs")
+    parser.add_argument("--dtype-policy", default="float32",
+                        help="Keras dtype policy of both models, e.g. mixed_bfloat16 (the "
+                        "exported and user-path runs are float32 only: they are skipped)")
     args = parser.parse_args()
+    if args.dtype_policy != "float32":
+        args.no_tflite = args.no_user_paths = True
 
     keras.utils.set_random_seed(0)
-    model, hub = build_models()
+    model, hub = build_models(args.dtype_policy)
     rng = np.random.default_rng(0)
     settings = {"start_token_id": START, "end_token_id": None, "max_length": args.new_tokens}
     print(
@@ -345,7 +359,7 @@ def main() -> None:
         f"intermediate {INTERMEDIATE_DIM}, {NUM_LAYERS}+{NUM_LAYERS} layers; source "
         f"{args.source_length} tokens, {args.new_tokens} new tokens; median of {args.repeats} "
         f"runs ({args.uncached_repeats} uncached); {os.cpu_count()} CPUs, TF {tf.__version__}; "
-        f"TFLite runs on {args.tflite_threads} threads"
+        f"TFLite runs on {args.tflite_threads} threads; dtype policy {args.dtype_policy}"
     )
     print(f"load average (1, 5, 15 min) at start: {os.getloadavg()}")
     results = {}

@@ -81,7 +81,7 @@ def keras_hub_greedy_function(hub: dict, max_length: int, project, start_token_i
             )
             self_caches.append(layer_self_cache)
             cross_caches.append(layer_cross_cache)
-        logits = project(x)[:, 0]  # (B, V)
+        logits = tf.cast(project(x)[:, 0], "float32")  # (B, V), as ours under mixed precision
         logits = tf.where(tf.range(tf.shape(logits)[-1]) == 0, -1e9, logits)
         next_ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
         return next_ids, tf.stack(self_caches, axis=1), tf.stack(cross_caches, axis=1)

@@ -6,14 +6,17 @@ lengths, padding 0) with the same loss (`MaskedSparseCategoricalCrossentropy`,
 label smoothing 0.1), optimizer (`transformer_adam`) and dropout (0.1).
 All variants are built in one process and timed interleaved, one training
 step of each in turn, so that the load of a shared machine falls on all of
-them alike; a large float32 matmul is timed in the same rounds and gives the
-peak for the MFU estimate. Peak memory (RSS) is measured for each variant
+them alike; large matmuls are timed in the same rounds and give the peaks
+for the MFU estimate: float32 and bfloat16, each the faster of XLA and
+TensorFlow's own (oneDNN) kernel. On CPUs with AMX, oneDNN's bfloat16
+matmul is several times its float32 one, and XLA's bfloat16 dot is not. Peak memory (RSS) is measured for each variant
 in a fresh subprocess.
 
 Reported per variant:
 - ms/step: median wall time of one `train_on_batch` call;
 - target tok/s: non-padding target tokens over the total time;
-- MFU: model FLOPs per second over the measured matmul peak. Model FLOPs
+- MFU: model FLOPs per second over the measured matmul peak of the
+  variant's compute dtype (bfloat16 for `_mixed_bfloat16`). Model FLOPs
   are 3x the forward matmul FLOPs (forward plus backward) of the padded
   batch shapes: projections, feed-forward, attention scores and values, and
   the output projection; embeddings, softmax and norms are not counted.
@@ -21,7 +24,7 @@ Reported per variant:
 
 Variants: `ours` (`build_seq2seq_transformer`), `ours_bucketed` (the same
 examples grouped by length before batching, as `make_dataset` does),
-`ours_mixed_bfloat16`, `keras_hub` (keras_hub.layers
+`ours_no_xla_mixed_bfloat16`, `keras_hub` (keras_hub.layers
 TokenAndPositionEmbedding, TransformerEncoder, TransformerDecoder and a
 Dense output) and `keras_mha` (post-norm blocks of
 `keras.layers.MultiHeadAttention`, Dense, LayerNormalization). Every
@@ -259,36 +262,60 @@ def build_variant(name: str, config: Config) -> keras.Model:
     return model
 
 
-def _time_matmul(matrix) -> float:
-    start = time.perf_counter()
-    _matmul(matrix).numpy()
-    return time.perf_counter() - start
+def _matmul_sum(matrix):
+    return tf.reduce_sum(tf.cast(tf.matmul(matrix, matrix), "float32"))
 
 
-@tf.function(jit_compile=True)
-def _matmul(matrix):
-    return tf.reduce_sum(tf.matmul(matrix, matrix))
+# The matmuls of the peaks: (dtype, XLA) -> a compiled function.
+MATMULS = {
+    (dtype, jit): tf.function(_matmul_sum, jit_compile=jit)
+    for dtype in ("float32", "bfloat16")
+    for jit in (True, False)
+}
+
+
+def _matmul_rates(matrices) -> dict:
+    """FLOP/s of one run of each of `MATMULS`."""
+    rates = {}
+    for (dtype, jit), matmul in MATMULS.items():
+        start = time.perf_counter()
+        matmul(matrices[dtype]).numpy()
+        rates[dtype, jit] = 2 * MATMUL_SIZE**3 / (time.perf_counter() - start)
+    return rates
+
+
+def matmul_peaks(rates: list) -> dict:
+    """dtype -> the faster engine's median FLOP/s over the rounds."""
+    return {
+        dtype: max(statistics.median(rate[dtype, jit] for rate in rates) for jit in (True, False))
+        for dtype in ("float32", "bfloat16")
+    }
+
+
+def compute_dtype(variant: str) -> str:
+    return "bfloat16" if variant.endswith("_mixed_bfloat16") else "float32"
 
 
 def time_interleaved(models: dict, batches: dict, steps: int):
     """Warms every model up on all its batches, then runs `steps` rounds of
-    one step per model and one matmul. Returns per-model step times and the
-    matmul FLOP rates."""
+    one step per model and one matmul of each `MATMULS`. Returns per-model
+    step times and the matmul FLOP rates of every round."""
     for name, model in models.items():
         for inputs, labels in batches[name]:
             model.train_on_batch(inputs, labels)
     matrix = tf.random.normal((MATMUL_SIZE, MATMUL_SIZE))
-    _time_matmul(matrix)
+    matrices = {"float32": matrix, "bfloat16": tf.cast(matrix, "bfloat16")}
+    _matmul_rates(matrices)
     times = {name: [] for name in models}
-    peaks = []
+    rates = []
     for step in range(steps):
-        peaks.append(2 * MATMUL_SIZE**3 / _time_matmul(matrix))
+        rates.append(_matmul_rates(matrices))
         for name, model in models.items():
             inputs, labels = batches[name][step % len(batches[name])]
             start = time.perf_counter()
             model.train_on_batch(inputs, labels)
             times[name].append(time.perf_counter() - start)
-    return times, peaks
+    return times, rates
 
 
 def summarize(config: Config, batches, times, peak: float) -> dict:
@@ -338,18 +365,25 @@ def run_config(config_name: str, variants, steps: int, num_batches: int, memory:
     bucketed = make_batches(config, num_batches, bucketed=True)
     batches = {name: bucketed if "_bucketed" in name else padded for name in variants}
     models = {name: build_variant(name, config) for name in variants}
-    times, peaks = time_interleaved(models, batches, steps)
-    peak = statistics.median(peaks)
+    times, rates = time_interleaved(models, batches, steps)
+    peaks = matmul_peaks(rates)
     print(f"\n== {config_name}: {config}", flush=True)
-    print(f"matmul peak {MATMUL_SIZE}^3 float32: median {peak / 1e9:.1f} GFLOP/s, "
-          f"best {max(peaks) / 1e9:.1f}; load average {os.getloadavg()[0]:.2f}")
+    for (dtype, jit) in MATMULS:
+        rate = statistics.median(rate[dtype, jit] for rate in rates)
+        print(f"matmul {MATMUL_SIZE}^3 {dtype:8} {'XLA' if jit else 'no XLA':6}: "
+              f"median {rate / 1e9:7.1f} GFLOP/s")
+    print(f"MFU peaks (the faster engine): float32 {peaks['float32'] / 1e9:.1f}, bfloat16 "
+          f"{peaks['bfloat16'] / 1e9:.1f} GFLOP/s; load average {os.getloadavg()[0]:.2f}")
     print(f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')} "
           "(unset: TensorFlow's default for this CPU, docs/performance.md)")
     print(f"padding fraction: padded to length {config.sequence_length} "
           f"{batches_padding_fraction(padded):.3f}, bucketed "
           f"{batches_padding_fraction(bucketed):.3f}")
     print(f"{'variant':24} {'ms/step':>9} {'tgt tok/s':>10} {'MFU':>6}", flush=True)
-    results = {name: summarize(config, batches[name], times[name], peak) for name in variants}
+    results = {
+        name: summarize(config, batches[name], times[name], peaks[compute_dtype(name)])
+        for name in variants
+    }
     for name, result in results.items():
         print(f"{name:24} {result['ms_per_step']:9.1f} "
               f"{result['target_tokens_per_second']:10.0f} {result['mfu']:6.3f}", flush=True)
@@ -359,7 +393,16 @@ def run_config(config_name: str, variants, steps: int, num_batches: int, memory:
         for name, result in results.items():
             if name.startswith("ours"):
                 speedup = peers[best]["ms_per_step"] / result["ms_per_step"]
-                print(f"{name} is {speedup:.2f}x the best peer ({best})", flush=True)
+                # Peers of the same settings (suffix) as this variant.
+                alike = [peer for peer in peers
+                         if peer.removeprefix("keras_hub").removeprefix("keras_mha")
+                         == name.removeprefix("ours")]
+                same = ", ".join(
+                    f"{peers[peer]['ms_per_step'] / result['ms_per_step']:.2f}x {peer}"
+                    for peer in alike
+                )
+                print(f"{name} is {speedup:.2f}x the best peer ({best})"
+                      + (f"; {same}" if same else ""), flush=True)
     if memory:
         for name, result in results.items():
             result["peak_rss_mb"] = peak_rss_mb(name, config_name, 3)
