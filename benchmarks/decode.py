@@ -35,13 +35,14 @@ import numpy as np
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
-from keras_hub_anchor import keras_hub_greedy_function, keras_hub_layers
+from keras_hub_anchor import keras_hub_forward, keras_hub_greedy_function, keras_hub_layers
 
 from keras_transformer import build_seq2seq_transformer
 from keras_transformer.data import END_ID, RESERVED_TOKENS, START_ID
 from keras_transformer.decoding import beam_search, greedy_search
 from keras_transformer.export import export_saved_model, export_tflite
 from keras_transformer.models import DECODER_INPUT, ENCODER_INPUT
+from keras_transformer.training import dtype_policy_scope
 from keras_transformer.translation import TranslationConfig, Translator
 
 VOCABULARY_SIZE = 8000
@@ -80,12 +81,8 @@ BEAM_COST_TARGET = 2.5
 def build_models(dtype_policy: str = "float32") -> tuple[keras.Model, dict]:
     """Our model (learned positions, as KerasHub's) and KerasHub layers
     holding the same weights, both under `dtype_policy`."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(dtype_policy)
-    try:
+    with dtype_policy_scope(dtype_policy):
         return _build_models()
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def _build_models() -> tuple[keras.Model, dict]:
@@ -110,12 +107,7 @@ def _build_models() -> tuple[keras.Model, dict]:
         max_sequence_length=MAX_SEQUENCE_LENGTH,
     )
     ids = np.ones((1, 4), "int32")
-    x = hub["encoder_embedding"](ids)
-    for layer in hub["encoder_layers"]:
-        x = layer(x)
-    y = hub["decoder_embedding"](ids)
-    for layer in hub["decoder_layers"]:
-        y = layer(y, x)
+    keras_hub_forward(hub, ids, ids)  # builds the layers
     _copy_weights(model, hub)
     return model, hub
 

@@ -46,6 +46,18 @@ def keras_hub_layers(
     }
 
 
+def keras_hub_forward(hub: dict, encoder_token_ids, decoder_token_ids):
+    """The decoder's outputs (B, T, D) of the parts in `hub` for the ids
+    (B, S) and (B, T): builds the layers on first call."""
+    x = hub["encoder_embedding"](encoder_token_ids)
+    for layer in hub["encoder_layers"]:
+        x = layer(x)
+    y = hub["decoder_embedding"](decoder_token_ids)
+    for layer in hub["decoder_layers"]:
+        y = layer(y, x)
+    return y
+
+
 def keras_hub_greedy_function(hub: dict, max_length: int, project, start_token_id: int,
                               end_token_id: int | None = None):
     """A compiled greedy search of the anchor: source ids (B, S) -> tokens

@@ -45,7 +45,7 @@ import numpy as np
 import sacrebleu
 import tensorflow as tf
 
-from keras_hub_anchor import keras_hub_greedy_function, keras_hub_layers
+from keras_hub_anchor import keras_hub_forward, keras_hub_greedy_function, keras_hub_layers
 
 import keras_transformer as kt
 from keras_transformer import translation
@@ -60,7 +60,7 @@ from keras_transformer.data import (
     token_counts,
     train_vocabulary,
 )
-from keras_transformer.training import resolve_dtype_policy
+from keras_transformer.training import dtype_policy_scope, resolve_dtype_policy
 from keras_transformer.translation.config import RECIPES
 from keras_transformer.translation.validation import (
     moving_average_weights,
@@ -140,9 +140,7 @@ def keras_hub_model(source_vocabulary_size, target_vocabulary_size, config):
     """The anchor: the keras.io English-Spanish example's model, sized like
     ours, and its parts (`keras_hub_layers`, plus the "logits" Dense), under
     the config's dtype policy with float32 logits, as ours."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(config.dtype_policy)
-    try:
+    with dtype_policy_scope(config.dtype_policy):
         hub = keras_hub_layers(
             source_vocabulary_size, target_vocabulary_size, num_layers=config.num_layers,
             hidden_dim=config.hidden_dim, num_heads=config.num_heads,
@@ -150,17 +148,10 @@ def keras_hub_model(source_vocabulary_size, target_vocabulary_size, config):
             max_sequence_length=config.max_sequence_length, dropout=config.dropout,
             mask_zero=True,
         )
-    finally:
-        keras.config.set_dtype_policy(previous)
     hub["logits"] = keras.layers.Dense(target_vocabulary_size, dtype="float32", name="logits")
     encoder_ids = keras.Input((None,), dtype="int32", name="encoder_token_ids")
     decoder_ids = keras.Input((None,), dtype="int32", name="decoder_token_ids")
-    x = hub["encoder_embedding"](encoder_ids)
-    for layer in hub["encoder_layers"]:
-        x = layer(x)
-    y = hub["decoder_embedding"](decoder_ids)
-    for layer in hub["decoder_layers"]:
-        y = layer(y, x)
+    y = keras_hub_forward(hub, encoder_ids, decoder_ids)
     inputs = {"encoder_token_ids": encoder_ids, "decoder_token_ids": decoder_ids}
     return keras.Model(inputs, hub["logits"](y)), hub
 

@@ -59,6 +59,7 @@ from keras_transformer.data import padding_fraction  # noqa: E402
 from keras_transformer.models import DECODER_INPUT, ENCODER_INPUT  # noqa: E402
 from keras_transformer.training import (  # noqa: E402
     MaskedSparseCategoricalCrossentropy,
+    dtype_policy_scope,
     transformer_adam,
 )
 
@@ -247,12 +248,8 @@ def build_variant(name: str, config: Config) -> keras.Model:
         raise ValueError(f"Unknown variant {name!r}; known: {sorted(builders)} with "
                          "optional suffixes _no_xla, _bucketed, _mixed_bfloat16, _mixed_float16.")
     policy = "mixed_" + name.split("_mixed_")[1] if "_mixed_" in name else "float32"
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(policy)
-    try:
+    with dtype_policy_scope(policy):
         model = builders[base_name](config)
-    finally:
-        keras.config.set_dtype_policy(previous)
     model.compile(
         optimizer=transformer_adam(config.hidden_dim),
         loss=MaskedSparseCategoricalCrossentropy(label_smoothing=0.1),

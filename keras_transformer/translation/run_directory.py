@@ -134,7 +134,7 @@ def decoding_model(model: Seq2SeqTransformer) -> Seq2SeqTransformer:
     """The model that translates and exports a trained model: the model, or
     for one trained in mixed precision its float32 copy (the same float32
     weights). On CPUs, XLA's bfloat16 decoding is no faster than float32 (26%
-    slower at batch 32 on a Sapphire Rapids, docs/performance.md) and
+    slower at batch 32 on a Xeon with AMX, docs/performance.md) and
     LiteRT has no bfloat16 kernels, so bfloat16 pays off in training only."""
     return model if model.parts_compute_dtype == "float32" else model.float32_copy()
 

@@ -30,6 +30,7 @@ from keras_transformer.files import atomic_file
 from keras_transformer.models import Seq2SeqTransformer, build_seq2seq_transformer
 from keras_transformer.training import (
     MaskedSparseCategoricalCrossentropy,
+    dtype_policy_scope,
     resolve_dtype_policy,
     transformer_adam,
 )
@@ -253,14 +254,10 @@ def _vocabularies(
 def _build_model(config: TranslationConfig) -> Seq2SeqTransformer:
     """The compiled model of a config (a `tf.distribute` strategy scope can
     wrap this call: it creates every variable of the model and optimizer)."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(config.dtype_policy)  # every layer's, saved with it
-    try:
+    with dtype_policy_scope(config.dtype_policy):  # every layer's, saved with it
         model = build_seq2seq_transformer(
             config.source_vocabulary_size, config.target_vocabulary_size, **config.model_kwargs()
         )
-    finally:
-        keras.config.set_dtype_policy(previous)
     model.compile(
         optimizer=transformer_adam(**config.optimizer_kwargs()),
         loss=MaskedSparseCategoricalCrossentropy(label_smoothing=config.label_smoothing),

@@ -6,7 +6,6 @@ import io
 import json
 from contextlib import redirect_stdout
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -17,6 +16,7 @@ from keras_transformer import build_seq2seq_transformer
 from keras_transformer.data import END_ID, START_ID, detokenize
 from keras_transformer.decoding import greedy_search
 from keras_transformer.export import export_tflite
+from keras_transformer.training import dtype_policy_scope
 
 MAX_INPUT_LENGTH = MAX_OUTPUT_LENGTH = 24
 
@@ -184,14 +184,11 @@ def test_rejects_unknown_quantization(translator, tmp_path):
 def test_a_mixed_bfloat16_model_exports_as_its_float32_copy(translator, test_ids, tmp_path):
     config = json.loads((translator.run_dir / "config.json").read_text())
     sizes = ("num_layers", "hidden_dim", "num_heads", "intermediate_dim", "max_sequence_length")
-    keras.config.set_dtype_policy("mixed_bfloat16")
-    try:
+    with dtype_policy_scope("mixed_bfloat16"):
         mixed = build_seq2seq_transformer(
             translator.model.source_vocabulary_size, translator.model.target_vocabulary_size,
             **{name: config[name] for name in sizes},
         )
-    finally:
-        keras.config.set_dtype_policy("float32")
     mixed.set_weights(translator.model.get_weights())
     assert mixed.parts_compute_dtype == "bfloat16"
     path = export_tflite(

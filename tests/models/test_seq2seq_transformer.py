@@ -16,6 +16,7 @@ from keras_transformer.models import DECODER_INPUT, ENCODER_INPUT
 from keras_transformer.training import (
     MaskedSparseCategoricalCrossentropy,
     TransformerSchedule,
+    dtype_policy_scope,
     transformer_adam,
 )
 
@@ -329,12 +330,8 @@ def test_mixed_precision_with_a_fully_padded_row(batch, dtype_policy, variant):
 
 @pytest.mark.parametrize("tie_embeddings", [True, False])
 def test_float32_copy_of_a_bfloat16_model_keeps_the_weights(batch, tie_embeddings):
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_bfloat16")
-    try:
+    with dtype_policy_scope("mixed_bfloat16"):
         model = build(num_layers=1, tie_embeddings=tie_embeddings)
-    finally:
-        keras.config.set_dtype_policy(previous)
     assert model.parts_compute_dtype == "bfloat16"
     copy = model.float32_copy()
     assert copy.parts_compute_dtype == "float32" and copy is not model

@@ -10,6 +10,7 @@ import pytest
 
 from keras_transformer import build_seq2seq_transformer, cli
 from keras_transformer.optional import MissingExtraError
+from keras_transformer.training import dtype_policy_scope
 from keras_transformer.translation import Translator
 from keras_transformer.translation.litert_loop import CACHE_DIR
 from keras_transformer.translation.run_directory import load_run, read_test_split
@@ -109,14 +110,11 @@ def test_cli_backend_flag_and_verbose_choice(run_copy, capsys):
 
 def test_a_bfloat16_model_decodes_with_xla_and_refuses_the_float32_loop(run_copy, sources):
     run = load_run(run_copy)
-    keras.config.set_dtype_policy("mixed_bfloat16")
-    try:
+    with dtype_policy_scope("mixed_bfloat16"):
         model = build_seq2seq_transformer(
             run.config.source_vocabulary_size, run.config.target_vocabulary_size,
             **run.config.model_kwargs(),
         )
-    finally:
-        keras.config.set_dtype_policy("float32")
     model.set_weights(run.model.get_weights())
     vocabularies = (run.source_vocabulary, run.target_vocabulary)
     translator = Translator(model, run.config, *vocabularies, direction=run.direction)
