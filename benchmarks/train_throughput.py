@@ -9,8 +9,8 @@ step of each in turn, so that the load of a shared machine falls on all of
 them alike; large matmuls are timed in the same rounds and give the peaks
 for the MFU estimate: float32 and bfloat16, each the faster of XLA and
 TensorFlow's own (oneDNN) kernel. On CPUs with AMX, oneDNN's bfloat16
-matmul is several times its float32 one, and XLA's bfloat16 dot is not. Peak memory (RSS) is measured for each variant
-in a fresh subprocess.
+matmul is several times its float32 one, and XLA's bfloat16 dot is not.
+Peak memory (RSS) is measured for each variant in a fresh subprocess.
 
 Reported per variant:
 - ms/step: median wall time of one `train_on_batch` call;

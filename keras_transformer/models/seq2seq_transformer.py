@@ -408,7 +408,7 @@ class Seq2SeqTransformer(keras.Model):
             **settings,
         )
 
-    # --- serialization --------------------------------------------------------
+    # --- precision ------------------------------------------------------------
 
     @property
     def parts_compute_dtype(self) -> str:
@@ -435,6 +435,8 @@ class Seq2SeqTransformer(keras.Model):
         copy = type(self).from_config(float32(self.get_config()))
         copy.set_weights(self.get_weights())
         return copy
+
+    # --- serialization --------------------------------------------------------
 
     def get_config(self):
         shared = self.decoder_embedding is self.encoder_embedding

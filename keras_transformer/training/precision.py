@@ -8,6 +8,13 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from keras_transformer.checks import check_choice
+
+# Keras dtype policies a model may train under: float32, bfloat16 compute
+# with float32 variables (fast where oneDNN has bfloat16 kernels: CPUs with
+# AVX512_BF16 or AMX; docs/performance.md), or "auto", which
+# `resolve_dtype_policy` turns into one of them for this machine.
+DTYPE_POLICIES = ("auto", "float32", "mixed_bfloat16")
 # /proc/cpuinfo flags of the x86 instructions that oneDNN runs bfloat16
 # matmuls on: AVX512_BF16 (Cooper Lake, Zen 4) and AMX (Sapphire Rapids).
 BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -38,8 +45,10 @@ def resolve_dtype_policy(name: str) -> str:
     Multi30k 1.36x as fast as float32 (steps in 25 minutes, validations
     included) with the same validation BLEU per step;
     without the instructions it is slower than float32 (docs/performance.md).
-    GPUs are not chosen for: set the policy there.
+    GPUs are not chosen for: set the policy there. Any other name than
+    `DTYPE_POLICIES` raises a ValueError.
     """
+    check_choice("dtype_policy", name, DTYPE_POLICIES)
     if name != "auto":
         return name
     if tf.config.list_physical_devices("GPU") or not cpu_has_bfloat16_matmul():

@@ -108,7 +108,7 @@ def average_run(
     with atomic_file(output) as temporary:
         model.save(temporary)
     translator = Translator(
-        decoding_model(model), run.config, run.source_vocabulary, run.target_vocabulary, run.direction,
-        run_dir=run.path,
+        decoding_model(model), run.config, run.source_vocabulary, run.target_vocabulary,
+        run.direction, run_dir=run.path,
     )
     return translator, checkpoints, output

@@ -8,6 +8,7 @@ from keras_transformer.checks import check_choice, check_number, check_positive_
 from keras_transformer.data import TOKENIZERS, check_batch_tokens
 from keras_transformer.data.tokenizers import check_vocabulary_size
 from keras_transformer.layers.sinusoidal_position_encoding import SINUSOIDAL_LAYOUTS
+from keras_transformer.training.precision import DTYPE_POLICIES
 
 _POSITIVE_INTS = (
     "num_layers", "hidden_dim", "num_heads", "intermediate_dim", "max_sequence_length",
@@ -20,11 +21,6 @@ _BOOLS = (
 # Feed-forward activations a config may name: the paper's ReLU, and those
 # of imported checkpoints (Marian's "swish" is SiLU).
 ACTIVATIONS = ("relu", "gelu", "silu")
-# Keras dtype policies a run may train under: float32, bfloat16 compute with
-# float32 variables (fast where oneDNN has bfloat16 kernels: CPUs with
-# AVX512_BF16 or AMX; docs/performance.md), or "auto", which a run resolves
-# to one of them on the machine that starts it (`resolve_dtype_policy`).
-DTYPE_POLICIES = ("auto", "float32", "mixed_bfloat16")
 
 
 @dataclasses.dataclass

@@ -28,3 +28,9 @@ def test_auto_resolves_by_the_cpu_and_named_policies_stay(fast, expected, monkey
     assert resolve_dtype_policy("auto") == expected
     assert resolve_dtype_policy("float32") == "float32"
     assert resolve_dtype_policy("mixed_bfloat16") == "mixed_bfloat16"
+
+
+def test_an_unknown_policy_name_is_refused():
+    with pytest.raises(ValueError, match=r"`dtype_policy` must be one of \['auto', 'float32', "
+                       r"'mixed_bfloat16'\]\. Received: dtype_policy='bf16'"):
+        resolve_dtype_policy("bf16")
