@@ -17,10 +17,17 @@ Importing the package loads neither Keras nor TensorFlow: the subpackages
 (`kt.layers`, `kt.models`, `kt.training`, `kt.decoding`, `kt.export`, `kt.data`,
 `kt.translation`) and the names re-exported here are imported on first access,
 so that `keras-transformer --help` and `--version` start fast and quietly.
+`keras.saving.load_model` finds this package's classes (the model, layers,
+loss, optimizer, schedule) once `kt.models` and `kt.training` have been
+imported. Both are imported by `import keras_transformer` when Keras is
+already loaded, and by the first access to any subpackage: `import keras`
+then `import keras_transformer`, or any use of `kt.<subpackage>`, is enough
+to load a saved model.
 """
 
 import importlib
 import os
+import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
@@ -41,10 +48,13 @@ __all__ = ["DISTRIBUTION", "__version__", *_SUBPACKAGES, *_REEXPORTS]
 
 def __getattr__(name):
     if name in _SUBPACKAGES:
-        return importlib.import_module(f"{__name__}.{name}")
+        module = importlib.import_module(f"{__name__}.{name}")
+        _register_serializables()
+        return module
     if name in _REEXPORTS:
         module_name, attribute = _REEXPORTS[name]
         value = getattr(importlib.import_module(module_name), attribute)
+        _register_serializables()
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -52,3 +62,15 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | set(__all__))
+
+
+def _register_serializables():
+    """Keras finds a saved object's class only once the module that registers
+    it has run (`keras.saving.load_model` imports no other package): with
+    Keras loaded, registering costs little."""
+    if "keras" in sys.modules:
+        for name in ("models", "training"):
+            importlib.import_module(f"{__name__}.{name}")
+
+
+_register_serializables()

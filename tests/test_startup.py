@@ -95,3 +95,29 @@ def test_a_subcommand_prints_no_tensorflow_start_up_lines(tmp_path):
     verbose = run_python(*argv[:3], "--verbose", *argv[3:])
     assert verbose.returncode == 2
     assert verbose.stderr.splitlines()[-1] == result.stderr.strip()
+
+
+@pytest.mark.parametrize("imports", ["import keras\nimport keras_transformer",
+                                     "import keras_transformer as kt\nkt.models\nimport keras"])
+def test_keras_load_model_finds_the_classes_after_importing_the_package(tmp_path, imports):
+    import keras
+
+    import keras_transformer as kt
+
+    model = kt.models.build_seq2seq_transformer(
+        20, 20, num_layers=1, hidden_dim=8, num_heads=2, intermediate_dim=8,
+        max_sequence_length=8,
+    )
+    model.compile(optimizer=kt.training.transformer_adam(hidden_dim=8),
+                  loss=kt.training.MaskedSparseCategoricalCrossentropy())
+    path = tmp_path / "model.keras"
+    model.save(path)
+    script = f"""
+{imports}
+model = keras.saving.load_model({str(path)!r})
+print(type(model).__name__, type(model.loss).__name__)
+"""
+    result = run_python("-c", script)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["Seq2SeqTransformer", "MaskedSparseCategoricalCrossentropy"]
+    assert keras.saving.load_model(path).count_params() == model.count_params()
