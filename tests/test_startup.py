@@ -120,4 +120,4 @@ print(type(model).__name__, type(model.loss).__name__)
     result = run_python("-c", script)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["Seq2SeqTransformer", "MaskedSparseCategoricalCrossentropy"]
-    assert keras.saving.load_model(path).count_params() == model.count_params()
+    assert keras.saving.load_model(path, compile=False).count_params() == model.count_params()
