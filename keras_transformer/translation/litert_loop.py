@@ -29,6 +29,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from keras_transformer.checks import check_positive_int
 from keras_transformer.models import Seq2SeqTransformer
 from keras_transformer.optional import import_optional
 
@@ -91,6 +92,7 @@ class LiteRTLoop:
         run_dir: str | os.PathLike | None = None,
         num_threads: int | None = None,
     ):
+        check_positive_int("num_threads", num_threads, none_means="the default threads")
         interpreter = import_optional(
             "ai_edge_litert.interpreter", "export", "The LiteRT translation backend"
         )

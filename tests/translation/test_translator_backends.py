@@ -123,3 +123,13 @@ def test_a_bfloat16_model_decodes_with_xla_and_refuses_the_float32_loop(run_copy
     with pytest.raises(ValueError, match=r"computes in bfloat16 \(a mixed precision "
                        r"policy\).*Use backend='xla'"):
         Translator(model, run.config, *vocabularies, direction=run.direction, backend="litert")
+
+
+@pytest.mark.parametrize("num_threads", [0, -1, 1.5, True])
+def test_litert_loop_refuses_a_bad_thread_count_before_exporting(run_copy, num_threads):
+    from keras_transformer.translation.litert_loop import LiteRTLoop
+
+    model = load_run(run_copy).model
+    with pytest.raises(ValueError, match=r"`num_threads` must be a positive integer.*Received"):
+        LiteRTLoop(model, decoding="greedy", beam_size=1, length_penalty=0.6,
+                   start_token_id=2, end_token_id=3, max_length=8, num_threads=num_threads)
